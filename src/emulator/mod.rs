@@ -1,0 +1,1 @@
+//! Vipps emulator (in progress)

@@ -1,0 +1,2 @@
+//! HTTP client for the Vipps MobilePay APIs paygate calls.
+pub mod models;
