@@ -3,3 +3,12 @@
 
 pub mod emulator;
 pub mod vipps;
+pub mod domain;
+pub mod store;
+pub mod events;
+pub mod payments;
+pub mod grpc;
+pub mod app;
+pub mod config;
+pub mod http;
+pub mod telemetry;

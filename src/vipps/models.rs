@@ -220,3 +220,163 @@ pub struct Webhook {
 pub struct WebhookList {
     pub webhooks: Vec<Webhook>,
 }
+
+/// ePayment test env: `POST /epayment/v1/test/payments/{reference}/approve` body.
+/// Both fields are optional; `{}` approves for the test user of the payment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForceApproveRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<Customer>,
+    /// The `token` query value of the payment's `redirectUrl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// Userinfo API: 200 answer to `GET /vipps-userinfo-api/userinfo/{sub}`. Field names are
+/// snake_case on the wire (OIDC claims); which ones appear depends on the consented scope.
+///
+/// `Debug` masks the personal data (phone number shows its last two digits only), so a
+/// value can be logged without leaking it.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    #[serde(default)]
+    pub sub: String,
+    /// MSISDN digits with country code, e.g. `"4791234567"`. Not validated: the spec's own
+    /// pattern (`^\d{15}$`) contradicts its example.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+    /// `YYYY-MM-DD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birthdate: Option<String>,
+    /// National identity number (scope `nin`, needs a special agreement).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nin: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<UserInfoAddress>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_addresses: Vec<UserInfoAddress>,
+}
+
+impl std::fmt::Debug for UserInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        fn hidden<T>(v: &Option<T>) -> Option<&'static str> {
+            v.as_ref().map(|_| "***")
+        }
+        let phone = self.phone_number.as_deref().map(|p| {
+            let shown = p.chars().count().saturating_sub(2);
+            format!("***{}", p.chars().skip(shown).collect::<String>())
+        });
+        f.debug_struct("UserInfo")
+            .field("sub", &self.sub)
+            .field("phone_number", &phone)
+            .field("name", &hidden(&self.name))
+            .field("given_name", &hidden(&self.given_name))
+            .field("family_name", &hidden(&self.family_name))
+            .field("email", &hidden(&self.email))
+            .field("email_verified", &self.email_verified)
+            .field("birthdate", &hidden(&self.birthdate))
+            .field("nin", &hidden(&self.nin))
+            .field("address", &hidden(&self.address))
+            .field("other_addresses", &self.other_addresses.len())
+            .finish()
+    }
+}
+
+/// Userinfo `address` / `other_addresses[]` item.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfoAddress {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub street_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postal_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub formatted: Option<String>,
+    /// `home` | `work` | `other`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<bool>,
+}
+
+/// QR API: `POST /qr/v1/merchant-redirect` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MerchantRedirectQrRequest {
+    /// Chosen by the merchant: 1–128 characters of `[-_+%æøåÆØÅ\w\s]`.
+    pub id: String,
+    /// `https://…` target of the printed code.
+    pub redirect_url: String,
+    /// Seconds, 300–2147483647; without it the code never expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<i64>,
+}
+
+/// QR API: `PUT /qr/v1/merchant-redirect/{id}` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MerchantRedirectQrUpdateRequest {
+    pub redirect_url: String,
+}
+
+/// QR API: a merchant-redirect QR as returned by create, get, list and update.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MerchantRedirectQr {
+    pub id: String,
+    /// Link to the image (its token expires; GET again for a fresh one), or the raw QR
+    /// content with [`QrFormat::TargetUrl`].
+    pub url: String,
+    pub redirect_url: String,
+    /// Seconds until the code expires; `-1` = never. The spec does not require the field,
+    /// so a missing one reads as `-1`.
+    #[serde(default = "never_expires")]
+    pub expires_in: i64,
+}
+
+fn never_expires() -> i64 {
+    -1
+}
+
+/// The form of a QR answer's `url`, chosen with the `Accept` header (and `Size` for PNG).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum QrFormat {
+    #[default]
+    Svg,
+    /// `size`: 100–2000 px square (the `Size` header); Vipps' default when absent.
+    Png { size: Option<u32> },
+    /// The text a scanner reads, instead of an image link.
+    TargetUrl,
+}
+
+impl QrFormat {
+    /// The `Accept` header value.
+    pub fn accept(&self) -> &'static str {
+        match self {
+            QrFormat::Svg => "image/svg+xml",
+            QrFormat::Png { .. } => "image/png",
+            QrFormat::TargetUrl => "text/targetUrl",
+        }
+    }
+
+    /// The `Size` header value (PNG only).
+    pub fn size(&self) -> Option<u32> {
+        match self {
+            QrFormat::Png { size } => *size,
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! One typed configuration, loaded from defaults < config file < environment, validated at start.
+//!
+//! The config file (`--config FILE` or `PAYGATE_CONFIG`) holds `KEY=VALUE` lines with the same
+//! keys as the environment, so operators learn one set of names.
+
+use std::{collections::HashMap, net::SocketAddr, time::Duration};
+
+use url::Url;
+
+use crate::vipps::{RetryPolicy, Secret, VippsConfig};
+
+/// A configuration key whose value is wrong, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {key}: {message}")]
+pub struct ConfigError {
+    pub key: &'static str,
+    pub message: String,
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key,
+        message: message.into(),
+    }
+}
+
+/// Where Vipps is: the real API, or the emulator paygate starts in-process.
+#[derive(Debug, Clone)]
+pub enum VippsTarget {
+    /// `VIPPS_BASE_URL` set: call it with the given credentials.
+    Remote(VippsConfig),
+    /// `VIPPS_BASE_URL` unset: start the built-in emulator on this address.
+    Emulator { addr: SocketAddr },
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// paygate's whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `PAYGATE_GRPC_ADDR`: where the gRPC API listens.
+    pub grpc_addr: SocketAddr,
+    /// `PAYGATE_HTTP_ADDR`: where the HTTP sidecar (webhooks, health, metrics) listens.
+    pub http_addr: SocketAddr,
+    /// `DATABASE_URL`: `sqlite://…` (embedded default) or `postgres://…`.
+    pub database_url: String,
+    pub vipps: VippsTarget,
+    /// `PAYGATE_LOG_FORMAT`: `text` (default) or `json`.
+    pub log_format: LogFormat,
+    /// `VIPPS_TIMEOUT_MS`: limit of one HTTP attempt to Vipps.
+    pub vipps_timeout: Duration,
+    /// `VIPPS_RETRY_BUDGET_MS`: total time of one Vipps call, retries included.
+    pub vipps_retry_budget: Duration,
+}
+
+/// Every key paygate reads, with its default and meaning (the README's table mirrors this).
+pub const KEYS: &[(&str, &str, &str)] = &[
+    ("PAYGATE_GRPC_ADDR", "0.0.0.0:50051", "gRPC listen address"),
+    ("PAYGATE_HTTP_ADDR", "0.0.0.0:8080", "HTTP sidecar listen address (webhooks, health)"),
+    ("DATABASE_URL", "sqlite://paygate.db?mode=rwc", "sqlite://… or postgres://…"),
+    ("VIPPS_BASE_URL", "(unset: built-in emulator)", "Vipps API base, e.g. https://apitest.vipps.no"),
+    ("VIPPS_CLIENT_ID", "(required with VIPPS_BASE_URL)", "access-token client_id"),
+    ("VIPPS_CLIENT_SECRET", "(required with VIPPS_BASE_URL)", "access-token client_secret"),
+    ("VIPPS_SUBSCRIPTION_KEY", "(required with VIPPS_BASE_URL)", "Ocp-Apim-Subscription-Key"),
+    ("VIPPS_MSN", "(required with VIPPS_BASE_URL)", "Merchant-Serial-Number, 4–7 digits"),
+    ("VIPPS_TIMEOUT_MS", "10000", "limit of one HTTP attempt to Vipps"),
+    ("VIPPS_RETRY_BUDGET_MS", "10000", "total time one Vipps call may take, retries included"),
+    ("PAYGATE_EMULATOR_ADDR", "127.0.0.1:8090", "where the built-in emulator listens (emulator mode)"),
+    ("PAYGATE_LOG_FORMAT", "text", "text or json"),
+];
+
+impl Config {
+    /// Reads the process environment over an optional config file.
+    pub fn load(file: Option<&str>) -> anyhow::Result<Self> {
+        let mut values = HashMap::new();
+        let file = file
+            .map(str::to_owned)
+            .or_else(|| std::env::var("PAYGATE_CONFIG").ok());
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| anyhow::anyhow!("invalid configuration: cannot read config file {path}: {e}"))?;
+            values.extend(parse_file(&text));
+        }
+        for (key, _, _) in KEYS {
+            if let Ok(v) = std::env::var(key) {
+                values.insert((*key).to_owned(), v);
+            }
+        }
+        Ok(Self::from_values(&values)?)
+    }
+
+    /// Builds the configuration from key/value pairs (what `load` gathers; tests call it directly).
+    pub fn from_values(values: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |key: &str| values.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let addr = |key: &'static str, default: &str| -> Result<SocketAddr, ConfigError> {
+            get(key)
+                .unwrap_or(default)
+                .parse()
+                .map_err(|_| invalid(key, "must be an address like 0.0.0.0:50051"))
+        };
+        let millis = |key: &'static str, default: u64| -> Result<Duration, ConfigError> {
+            match get(key) {
+                None => Ok(Duration::from_millis(default)),
+                Some(v) => v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|ms| *ms > 0)
+                    .map(Duration::from_millis)
+                    .ok_or_else(|| invalid(key, "must be a positive number of milliseconds")),
+            }
+        };
+        let database_url = get("DATABASE_URL")
+            .unwrap_or("sqlite://paygate.db?mode=rwc")
+            .to_owned();
+        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
+            return Err(invalid("DATABASE_URL", "must start with sqlite: or postgres:"));
+        }
+        let timeout = millis("VIPPS_TIMEOUT_MS", 10_000)?;
+        let budget = millis("VIPPS_RETRY_BUDGET_MS", 10_000)?;
+        let vipps = match get("VIPPS_BASE_URL") {
+            None => VippsTarget::Emulator {
+                addr: addr("PAYGATE_EMULATOR_ADDR", "127.0.0.1:8090")?,
+            },
+            Some(base) => {
+                let base_url = Url::parse(base)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "https" | "http"))
+                    .ok_or_else(|| invalid("VIPPS_BASE_URL", "must be an http(s) URL"))?;
+                let required = |key: &'static str| {
+                    get(key)
+                        .map(str::to_owned)
+                        .ok_or_else(|| invalid(key, "is required when VIPPS_BASE_URL is set"))
+                };
+                let msn = required("VIPPS_MSN")?;
+                if !(4..=7).contains(&msn.len()) || !msn.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(invalid("VIPPS_MSN", "must be 4 to 7 digits"));
+                }
+                let mut cfg = VippsConfig::new(
+                    base_url,
+                    required("VIPPS_CLIENT_ID")?,
+                    Secret::new(required("VIPPS_CLIENT_SECRET")?),
+                    Secret::new(required("VIPPS_SUBSCRIPTION_KEY")?),
+                    msn,
+                );
+                cfg.request_timeout = timeout;
+                cfg.retry = RetryPolicy {
+                    max_elapsed: budget,
+                    ..RetryPolicy::default()
+                };
+                VippsTarget::Remote(cfg)
+            }
+        };
+        let log_format = match get("PAYGATE_LOG_FORMAT").unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            _ => return Err(invalid("PAYGATE_LOG_FORMAT", "must be text or json")),
+        };
+        Ok(Self {
+            grpc_addr: addr("PAYGATE_GRPC_ADDR", "0.0.0.0:50051")?,
+            http_addr: addr("PAYGATE_HTTP_ADDR", "0.0.0.0:8080")?,
+            database_url,
+            vipps,
+            log_format,
+            vipps_timeout: timeout,
+            vipps_retry_budget: budget,
+        })
+    }
+}
+
+/// `KEY=VALUE` lines; blank lines and `#` comments ignored; optional quotes around values.
+fn parse_file(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| {
+            let v = v.trim().trim_matches('"').trim_matches('\'');
+            (k.trim().to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+/// The Vipps client settings for the in-process emulator (any credentials are accepted there).
+pub fn emulator_vipps_config(base_url: Url, timeout: Duration, retry_budget: Duration) -> VippsConfig {
+    let mut cfg = VippsConfig::new(
+        base_url,
+        "paygate-emulator",
+        Secret::new("emulator-secret"),
+        Secret::new("emulator-subscription-key"),
+        "123456",
+    );
+    cfg.request_timeout = timeout;
+    cfg.retry = RetryPolicy {
+        max_elapsed: retry_budget,
+        ..RetryPolicy::default()
+    };
+    cfg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_values(&pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect())
+    }
+
+    #[test]
+    fn defaults_to_emulator_and_sqlite() {
+        let c = cfg(&[]).unwrap();
+        assert!(matches!(c.vipps, VippsTarget::Emulator { .. }));
+        assert_eq!(c.database_url, "sqlite://paygate.db?mode=rwc");
+        assert_eq!(c.grpc_addr.port(), 50051);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert_eq!(cfg(&[("PAYGATE_GRPC_ADDR", "nope")]).unwrap_err().key, "PAYGATE_GRPC_ADDR");
+        let e = cfg(&[("VIPPS_BASE_URL", "https://apitest.vipps.no")]).unwrap_err();
+        assert_eq!(e.key, "VIPPS_MSN");
+        assert_eq!(cfg(&[("DATABASE_URL", "mysql://x")]).unwrap_err().key, "DATABASE_URL");
+        let e = cfg(&[
+            ("VIPPS_BASE_URL", "https://apitest.vipps.no"),
+            ("VIPPS_MSN", "12ab"),
+            ("VIPPS_CLIENT_ID", "a"),
+            ("VIPPS_CLIENT_SECRET", "b"),
+            ("VIPPS_SUBSCRIPTION_KEY", "c"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.key, "VIPPS_MSN");
+        assert!(!e.to_string().contains("b\""));
+    }
+
+    #[test]
+    fn file_format() {
+        let m = parse_file("# c\nA=1\n B = \"two\" \n\nbad line\n");
+        assert_eq!(m.get("A").unwrap(), "1");
+        assert_eq!(m.get("B").unwrap(), "two");
+        assert_eq!(m.len(), 2);
+    }
+}

@@ -1,0 +1,143 @@
+//! The emulator-only control API under `/emulator` (no authentication): drive
+//! user actions, inspect payments and counters, and inject faults.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::faults::Fault;
+use super::model::EventName;
+use super::problem::Problem;
+use super::state::Payment;
+use super::Emulator;
+
+pub fn routes() -> Router<Emulator> {
+    Router::new()
+        .route("/emulator/payments/{reference}", get(payment))
+        .route("/emulator/payments/{reference}/reject", post(reject))
+        .route("/emulator/payments/{reference}/expire", post(expire))
+        .route("/emulator/stats", get(stats))
+        .route("/emulator/tokens/revoke", post(revoke_tokens))
+        .route(
+            "/emulator/faults",
+            post(add_fault).get(list_faults).delete(clear_faults),
+        )
+}
+
+/// References are unique per MSN only; `?msn=` picks one when several merchants share one.
+#[derive(Debug, Deserialize)]
+struct Scope {
+    msn: Option<String>,
+}
+
+/// The internal view: state plus the applied effects that tests count.
+pub fn view(payment: &Payment) -> Value {
+    let mut view = json!({
+        "reference": payment.reference,
+        "msn": payment.msn,
+        "state": payment.state,
+        "amount": payment.amount,
+        "aggregate": payment.aggregate,
+        "events": payment.events,
+        "effects": payment.effects,
+    });
+    if let Some(phone) = &payment.customer_phone {
+        view["customerPhoneNumber"] = json!(phone);
+    }
+    if let Some(sub) = &payment.sub {
+        view["sub"] = json!(sub);
+    }
+    if let Some(url) = &payment.redirect_url {
+        view["redirectUrl"] = json!(url);
+    }
+    view
+}
+
+async fn payment(
+    State(emulator): State<Emulator>,
+    Path(reference): Path<String>,
+    Query(scope): Query<Scope>,
+) -> Response {
+    let world = emulator.world();
+    match world.payments.find(&reference, scope.msn.as_deref()) {
+        Some(payment) => Json(view(payment)).into_response(),
+        None => Problem::reference_not_found(&reference).into_response(),
+    }
+}
+
+async fn reject(
+    emulator: State<Emulator>,
+    reference: Path<String>,
+    scope: Query<Scope>,
+) -> Response {
+    abandon(emulator, reference, scope, EventName::Aborted)
+}
+
+async fn expire(
+    emulator: State<Emulator>,
+    reference: Path<String>,
+    scope: Query<Scope>,
+) -> Response {
+    abandon(emulator, reference, scope, EventName::Expired)
+}
+
+/// The user rejects, or the payment times out: CREATED -> ABORTED / EXPIRED (409 otherwise).
+fn abandon(
+    State(emulator): State<Emulator>,
+    Path(reference): Path<String>,
+    Query(scope): Query<Scope>,
+    outcome: EventName,
+) -> Response {
+    let mut world = emulator.world();
+    let Some(msn) = world
+        .payments
+        .find(&reference, scope.msn.as_deref())
+        .map(|p| p.msn.clone())
+    else {
+        return Problem::reference_not_found(&reference).into_response();
+    };
+    match world.payments.transition(&msn, &reference, |payment, psp| {
+        payment.abandon(psp, outcome)
+    }) {
+        Ok((event, payment)) => {
+            emulator.publish(&msn, &event);
+            Json(view(payment)).into_response()
+        }
+        Err(e) => e.problem().into_response(),
+    }
+}
+
+async fn stats(State(emulator): State<Emulator>) -> Json<Value> {
+    Json(emulator.stats())
+}
+
+async fn revoke_tokens(State(emulator): State<Emulator>) -> StatusCode {
+    emulator.revoke_tokens();
+    StatusCode::NO_CONTENT
+}
+
+async fn add_fault(State(emulator): State<Emulator>, body: Bytes) -> Response {
+    let fault = match serde_json::from_slice::<Fault>(&body) {
+        Ok(fault) => fault,
+        Err(e) => return Problem::bad_request("Invalid fault", e.to_string()).into_response(),
+    };
+    if let Err(problem) = fault.validate() {
+        return problem.into_response();
+    }
+    emulator.inject_fault(fault);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn list_faults(State(emulator): State<Emulator>) -> Json<Value> {
+    Json(json!({ "faults": emulator.pending_faults() }))
+}
+
+async fn clear_faults(State(emulator): State<Emulator>) -> StatusCode {
+    emulator.clear_faults();
+    StatusCode::NO_CONTENT
+}

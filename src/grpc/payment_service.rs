@@ -1,0 +1,155 @@
+//! `paygate.v1.PaymentService`.
+
+use std::pin::Pin;
+
+use futures::Stream;
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use super::{convert, proto, status::to_status, validate};
+use crate::payments::Payments;
+
+/// The tonic service over the payment lifecycle.
+#[derive(Clone)]
+pub struct PaymentApi {
+    payments: Payments,
+}
+
+impl PaymentApi {
+    pub fn new(payments: Payments) -> Self {
+        Self { payments }
+    }
+
+    pub fn into_server(self) -> proto::payment_service_server::PaymentServiceServer<Self> {
+        proto::payment_service_server::PaymentServiceServer::new(self)
+    }
+}
+
+/// One span per RPC, carrying the payment reference (never personal data).
+fn span(method: &'static str, reference: &str) -> tracing::Span {
+    tracing::info_span!("rpc", method, reference = %reference)
+}
+
+type EventStream =
+    Pin<Box<dyn Stream<Item = Result<proto::StreamPaymentEventsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl proto::payment_service_server::PaymentService for PaymentApi {
+    async fn create_payment_request(
+        &self,
+        request: Request<proto::CreatePaymentRequestRequest>,
+    ) -> Result<Response<proto::CreatePaymentRequestResponse>, Status> {
+        let req = request.into_inner();
+        let span = span("CreatePaymentRequest", &req.reference);
+        async move {
+            let command = validate::create(&req).map_err(to_status)?;
+            let payment = self.payments.create(command).await.map_err(to_status)?;
+            tracing::info!(reference = %payment.reference, "payment request created");
+            Ok(Response::new(proto::CreatePaymentRequestResponse {
+                payment: Some(convert::payment(&payment)),
+            }))
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn get_payment(
+        &self,
+        request: Request<proto::GetPaymentRequest>,
+    ) -> Result<Response<proto::GetPaymentResponse>, Status> {
+        let req = request.into_inner();
+        let span = span("GetPayment", &req.reference);
+        async move {
+            let reference = validate::reference(&req.reference).map_err(to_status)?;
+            let payment = self.payments.get(&reference).await.map_err(to_status)?;
+            Ok(Response::new(proto::GetPaymentResponse {
+                payment: Some(convert::payment(&payment)),
+            }))
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn capture_payment(
+        &self,
+        request: Request<proto::CapturePaymentRequest>,
+    ) -> Result<Response<proto::CapturePaymentResponse>, Status> {
+        let req = request.into_inner();
+        let span = span("CapturePayment", &req.reference);
+        async move {
+            let command =
+                validate::capture_or_refund(&req.reference, req.amount.as_ref(), &req.idempotency_key)
+                    .map_err(to_status)?;
+            let payment = self.payments.capture(command).await.map_err(to_status)?;
+            Ok(Response::new(proto::CapturePaymentResponse {
+                payment: Some(convert::payment(&payment)),
+            }))
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn cancel_payment(
+        &self,
+        request: Request<proto::CancelPaymentRequest>,
+    ) -> Result<Response<proto::CancelPaymentResponse>, Status> {
+        let req = request.into_inner();
+        let span = span("CancelPayment", &req.reference);
+        async move {
+            let (reference, key) = validate::cancel(&req).map_err(to_status)?;
+            let payment = self.payments.cancel(&reference, key).await.map_err(to_status)?;
+            Ok(Response::new(proto::CancelPaymentResponse {
+                payment: Some(convert::payment(&payment)),
+            }))
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn refund_payment(
+        &self,
+        request: Request<proto::RefundPaymentRequest>,
+    ) -> Result<Response<proto::RefundPaymentResponse>, Status> {
+        let req = request.into_inner();
+        let span = span("RefundPayment", &req.reference);
+        async move {
+            let command =
+                validate::capture_or_refund(&req.reference, req.amount.as_ref(), &req.idempotency_key)
+                    .map_err(to_status)?;
+            let payment = self.payments.refund(command).await.map_err(to_status)?;
+            Ok(Response::new(proto::RefundPaymentResponse {
+                payment: Some(convert::payment(&payment)),
+            }))
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn list_payment_events(
+        &self,
+        request: Request<proto::ListPaymentEventsRequest>,
+    ) -> Result<Response<proto::ListPaymentEventsResponse>, Status> {
+        let req = request.into_inner();
+        let span = span("ListPaymentEvents", &req.reference);
+        async move {
+            let reference = validate::reference(&req.reference).map_err(to_status)?;
+            let events = self.payments.events(&reference).await.map_err(to_status)?;
+            Ok(Response::new(proto::ListPaymentEventsResponse {
+                events: events.iter().map(convert::event).collect(),
+            }))
+        }
+        .instrument(span)
+        .await
+    }
+
+    type StreamPaymentEventsStream = EventStream;
+
+    async fn stream_payment_events(
+        &self,
+        _request: Request<proto::StreamPaymentEventsRequest>,
+    ) -> Result<Response<Self::StreamPaymentEventsStream>, Status> {
+        Err(Status::unimplemented(
+            "StreamPaymentEvents arrives with the webhooks issue",
+        ))
+    }
+}

@@ -1,0 +1,39 @@
+//! The payment lifecycle: create, refresh, capture, cancel and refund, exactly once.
+//!
+//! Every money-moving call follows one pattern (see `journal`): journal the operation with its
+//! idempotency key and a fingerprint of its parameters *before* calling Vipps; call Vipps with
+//! that key; commit the outcome, the payment's new state and the event in one transaction.
+//! A retry with the same key replays the stored outcome, or re-sends the journalled request
+//! unchanged when the first outcome is unknown.
+
+mod commands;
+mod create;
+mod errors;
+mod modify;
+mod refresh;
+mod upstream;
+
+use crate::{events::EventLog, store::Store, vipps::VippsClient};
+
+pub use commands::{CaptureOrRefund, CreatePayment};
+
+/// The payment service.
+#[derive(Clone)]
+pub struct Payments {
+    log: EventLog,
+    vipps: VippsClient,
+}
+
+impl Payments {
+    pub fn new(log: EventLog, vipps: VippsClient) -> Self {
+        Self { log, vipps }
+    }
+
+    fn store(&self) -> &Store {
+        self.log.store()
+    }
+
+    pub fn event_log(&self) -> &EventLog {
+        &self.log
+    }
+}

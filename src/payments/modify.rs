@@ -1,0 +1,255 @@
+//! CapturePayment, RefundPayment and CancelPayment.
+
+use serde_json::json;
+
+use super::{commands::CaptureOrRefund, errors, upstream, Payments};
+use crate::{
+    domain::{
+        operation::fingerprint, EventName, IdempotencyKey, Money, NewOperation, Operation,
+        OperationKind, OperationStatus, PaygateError, Payment, PaymentState, Reference,
+    },
+    store::{Change, Finish, StartOutcome},
+    vipps::{models, VippsError},
+};
+
+impl Payments {
+    /// Captures `amount` (None: all that remains), exactly once per idempotency key.
+    pub async fn capture(&self, cmd: CaptureOrRefund) -> Result<Payment, PaygateError> {
+        self.modify(OperationKind::Capture, &cmd.reference, cmd.amount, &cmd.idempotency_key)
+            .await
+    }
+
+    /// Refunds `amount` (None: all captured and not yet refunded), exactly once per key.
+    pub async fn refund(&self, cmd: CaptureOrRefund) -> Result<Payment, PaygateError> {
+        self.modify(OperationKind::Refund, &cmd.reference, cmd.amount, &cmd.idempotency_key)
+            .await
+    }
+
+    /// Cancels: before authorization the payment ends (TERMINATED); after it, what was not
+    /// captured is released (CANCELLED). The key defaults to the reference.
+    pub async fn cancel(
+        &self,
+        reference: &Reference,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Payment, PaygateError> {
+        let key = key.unwrap_or_else(|| IdempotencyKey::from(reference));
+        self.modify(OperationKind::Cancel, reference, None, &key).await
+    }
+
+    async fn modify(
+        &self,
+        kind: OperationKind,
+        reference: &Reference,
+        amount: Option<Money>,
+        key: &IdempotencyKey,
+    ) -> Result<Payment, PaygateError> {
+        let fingerprint = fingerprint(&json!({
+            "amount": amount.map(|a| (a.currency.code(), a.value)),
+        }));
+        // A key seen before answers as it did then, whatever the payment's state is now.
+        if let Some(op) = self
+            .store()
+            .find_operation(kind, reference.as_str(), key.as_str())
+            .await?
+        {
+            return self.replay(op, &fingerprint).await;
+        }
+        let payment = self.current(reference).await?;
+        let resolved = plan(kind, &payment, amount)?;
+        let request = match resolved {
+            Some(amount) => json!({ "modificationAmount": upstream::amount(amount) }),
+            None => json!({}),
+        };
+        let op = NewOperation {
+            kind,
+            reference: reference.to_string(),
+            idempotency_key: key.as_str().to_owned(),
+            fingerprint: fingerprint.clone(),
+            request,
+        };
+        match self.store().start_operation(op).await? {
+            StartOutcome::Started(op) => self.send_modification(op).await,
+            StartOutcome::Existing(op) => self.replay(op, &fingerprint).await,
+        }
+    }
+
+    async fn replay(&self, op: Operation, fingerprint: &str) -> Result<Payment, PaygateError> {
+        check_same_request(&op, fingerprint)?;
+        match op.status {
+            OperationStatus::Succeeded => replay_payment(&op),
+            OperationStatus::Rejected => Err(errors::replay_refusal(op.outcome.as_ref())),
+            OperationStatus::Pending if op.kind == OperationKind::Create => {
+                self.send_create(op).await
+            }
+            OperationStatus::Pending => self.send_modification(op).await,
+        }
+    }
+
+    /// Sends a journalled capture, refund or cancel (again) and records what Vipps said.
+    pub(super) async fn send_modification(&self, op: Operation) -> Result<Payment, PaygateError> {
+        let reference = op.reference.as_str();
+        let before = self
+            .store()
+            .get_payment(reference)
+            .await?
+            .ok_or_else(|| PaygateError::NotFound(format!("no payment with reference {reference}")))?;
+        let amount: Option<models::Amount> = op
+            .request
+            .get("modificationAmount")
+            .map(|a| serde_json::from_value(a.clone()))
+            .transpose()
+            .map_err(|e| PaygateError::Internal(format!("journalled request: {e}")))?;
+        let key = op.idempotency_key.as_str();
+        let answer = match (op.kind, &amount) {
+            (OperationKind::Capture, Some(a)) => self.vipps.capture_payment(reference, a, key).await,
+            (OperationKind::Refund, Some(a)) => self.vipps.refund_payment(reference, a, key).await,
+            (OperationKind::Cancel, _) => self.vipps.cancel_payment(reference, key).await,
+            _ => return Err(PaygateError::Internal("malformed journalled operation".into())),
+        };
+        match answer {
+            Ok(answer) => {
+                let view = upstream::view_of_modification(&answer)?;
+                let (name, moved) = match op.kind {
+                    OperationKind::Capture => (EventName::Captured, amount),
+                    OperationKind::Refund => (EventName::Refunded, amount),
+                    _ if view.state == PaymentState::Terminated => {
+                        (EventName::Terminated, Some(upstream::amount(before.amount)))
+                    }
+                    _ => {
+                        let released = view.aggregate.cancelled - before.aggregate.cancelled;
+                        let released = Money::new(before.amount.currency, released.max(0));
+                        (EventName::Cancelled, Some(upstream::amount(released)))
+                    }
+                };
+                let moved = match moved {
+                    Some(a) => upstream::money(&a)?,
+                    None => before.amount,
+                };
+                let event = upstream::own_event(reference, name, moved, &answer.psp_reference, key);
+                let change = Change {
+                    reference: op.reference.clone(),
+                    events: vec![event],
+                    remote: Some(view),
+                    finish: Some((op.id, Finish::Succeeded)),
+                    ..Change::default()
+                };
+                self.log
+                    .commit(change)
+                    .await?
+                    .payment
+                    .ok_or_else(|| PaygateError::Internal("payment vanished".into()))
+            }
+            Err(e @ VippsError::Rejected { .. }) => {
+                let error = errors::from_vipps(&e);
+                let change = Change {
+                    reference: op.reference.clone(),
+                    finish: Some((op.id, Finish::Rejected(errors::stored_refusal(&error)))),
+                    ..Change::default()
+                };
+                self.log.commit(change).await?;
+                Err(error)
+            }
+            Err(e) => {
+                tracing::warn!(reference, operation = op.kind.as_str(), error = %e, "outcome unknown; left pending");
+                Err(errors::from_vipps(&e))
+            }
+        }
+    }
+}
+
+/// The same idempotency key with other parameters is a caller bug, never a retry.
+pub(super) fn check_same_request(op: &Operation, fingerprint: &str) -> Result<(), PaygateError> {
+    if op.fingerprint == fingerprint {
+        return Ok(());
+    }
+    Err(PaygateError::FailedPrecondition(format!(
+        "idempotency key {:?} was already used for a different {} request on {}; use a new key for a new request",
+        op.idempotency_key,
+        op.kind.as_str(),
+        op.reference
+    )))
+}
+
+/// The payment as the first successful call returned it.
+pub(super) fn replay_payment(op: &Operation) -> Result<Payment, PaygateError> {
+    op.outcome
+        .clone()
+        .and_then(|o| serde_json::from_value::<Option<Payment>>(o).ok().flatten())
+        .ok_or_else(|| PaygateError::Internal("journalled outcome unreadable".into()))
+}
+
+/// Checks what the payment's state allows and returns the amount to send (None for cancel).
+fn plan(kind: OperationKind, p: &Payment, amount: Option<Money>) -> Result<Option<Money>, PaygateError> {
+    let refuse = |why: String| Err(PaygateError::FailedPrecondition(why));
+    let reference = &p.reference;
+    if let Some(a) = amount {
+        if a.currency != p.amount.currency {
+            return Err(PaygateError::invalid(
+                "amount.currency",
+                format!("must be the payment's currency {}", p.amount.currency),
+            ));
+        }
+    }
+    match kind {
+        OperationKind::Capture => {
+            match p.state {
+                PaymentState::Authorized => {}
+                PaymentState::Created => {
+                    return refuse(format!(
+                        "payment {reference} is not authorized yet (state CREATED): the customer has not approved it"
+                    ))
+                }
+                other => {
+                    return refuse(format!(
+                        "payment {reference} is {}: there is nothing to capture",
+                        other.as_str()
+                    ))
+                }
+            }
+            if p.aggregate.cancelled > 0 {
+                return refuse(format!("payment {reference} was cancelled: cannot capture a cancelled payment"));
+            }
+            let remaining = p.capturable();
+            if remaining == 0 {
+                return refuse(format!("payment {reference} is fully captured: nothing remains to capture"));
+            }
+            let value = amount.map_or(remaining, |a| a.value);
+            if value > remaining {
+                return refuse(format!(
+                    "capture of {value} exceeds the {remaining} that remains to capture on {reference}"
+                ));
+            }
+            Ok(Some(Money::new(p.amount.currency, value)))
+        }
+        OperationKind::Refund => {
+            let remaining = p.refundable();
+            if remaining == 0 {
+                return refuse(format!(
+                    "payment {reference} has nothing captured that is not already refunded"
+                ));
+            }
+            let value = amount.map_or(remaining, |a| a.value);
+            if value > remaining {
+                return refuse(format!(
+                    "refund of {value} exceeds the {remaining} captured and not yet refunded on {reference}"
+                ));
+            }
+            Ok(Some(Money::new(p.amount.currency, value)))
+        }
+        OperationKind::Cancel => match p.state {
+            PaymentState::Created => Ok(None),
+            PaymentState::Authorized if p.aggregate.cancelled > 0 => {
+                refuse(format!("payment {reference} is already cancelled"))
+            }
+            PaymentState::Authorized if p.capturable() == 0 => refuse(format!(
+                "payment {reference} is fully captured: cannot cancel a captured payment (refund it instead)"
+            )),
+            PaymentState::Authorized => Ok(None),
+            other => refuse(format!(
+                "payment {reference} is {}: there is nothing to cancel",
+                other.as_str()
+            )),
+        },
+        OperationKind::Create => Err(PaygateError::Internal("create is not a modification".into())),
+    }
+}

@@ -1,0 +1,5 @@
+//! sea-orm models. They never leave `store`: repositories convert them to domain types.
+
+pub mod event;
+pub mod operation;
+pub mod payment;

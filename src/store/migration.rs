@@ -1,0 +1,131 @@
+//! Schema migrations, applied at start-up and by `paygate migrate`.
+//!
+//! Written as plain SQL per backend: the event log's sequence must be a 64-bit counter that is
+//! never reused (SQLite `INTEGER PRIMARY KEY AUTOINCREMENT`, PostgreSQL `BIGSERIAL`), which the
+//! portable schema builder does not express for both.
+
+use sea_orm::{ConnectionTrait, DbBackend};
+use sea_orm_migration::prelude::*;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(Initial)]
+    }
+}
+
+struct Initial;
+
+impl MigrationName for Initial {
+    fn name(&self) -> &str {
+        "m0001_initial"
+    }
+}
+
+const COMMON: &[&str] = &[
+    "CREATE TABLE payments (
+        reference VARCHAR(50) PRIMARY KEY,
+        psp_reference VARCHAR(64) NOT NULL,
+        state VARCHAR(16) NOT NULL,
+        currency VARCHAR(3) NOT NULL,
+        amount BIGINT NOT NULL,
+        authorized BIGINT NOT NULL,
+        captured BIGINT NOT NULL,
+        refunded BIGINT NOT NULL,
+        cancelled BIGINT NOT NULL,
+        user_flow VARCHAR(16) NOT NULL,
+        redirect_url TEXT,
+        customer_key VARCHAR(128),
+        phone_number VARCHAR(15),
+        profile_sub VARCHAR(128),
+        metadata TEXT NOT NULL,
+        confirmed BOOLEAN NOT NULL,
+        failure TEXT,
+        create_time_ms BIGINT NOT NULL,
+        update_time_ms BIGINT NOT NULL
+    )",
+    "CREATE INDEX payments_pending ON payments (state, update_time_ms)",
+    "CREATE INDEX payments_customer ON payments (customer_key)",
+    "CREATE UNIQUE INDEX operations_key ON operations (kind, scope, idempotency_key)",
+    "CREATE INDEX operations_pending ON operations (status, updated_ms)",
+    "CREATE INDEX events_reference ON events (reference, sequence)",
+];
+
+const SQLITE: &[&str] = &[
+    "CREATE TABLE operations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind VARCHAR(16) NOT NULL,
+        scope VARCHAR(50) NOT NULL,
+        reference VARCHAR(50) NOT NULL,
+        idempotency_key VARCHAR(50) NOT NULL,
+        fingerprint VARCHAR(64) NOT NULL,
+        request TEXT NOT NULL,
+        status VARCHAR(16) NOT NULL,
+        outcome TEXT,
+        created_ms BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL
+    )",
+    "CREATE TABLE events (
+        sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+        dedupe_key VARCHAR(255) NOT NULL UNIQUE,
+        reference VARCHAR(64) NOT NULL,
+        psp_reference VARCHAR(64) NOT NULL,
+        name VARCHAR(16) NOT NULL,
+        currency VARCHAR(3) NOT NULL,
+        amount BIGINT NOT NULL,
+        timestamp_ms BIGINT NOT NULL,
+        idempotency_key VARCHAR(50),
+        success BOOLEAN NOT NULL,
+        source VARCHAR(16) NOT NULL,
+        payment TEXT,
+        recorded_ms BIGINT NOT NULL
+    )",
+];
+
+const POSTGRES: &[&str] = &[
+    "CREATE TABLE operations (
+        id BIGSERIAL PRIMARY KEY,
+        kind VARCHAR(16) NOT NULL,
+        scope VARCHAR(50) NOT NULL,
+        reference VARCHAR(50) NOT NULL,
+        idempotency_key VARCHAR(50) NOT NULL,
+        fingerprint VARCHAR(64) NOT NULL,
+        request TEXT NOT NULL,
+        status VARCHAR(16) NOT NULL,
+        outcome TEXT,
+        created_ms BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL
+    )",
+    "CREATE TABLE events (
+        sequence BIGSERIAL PRIMARY KEY,
+        dedupe_key VARCHAR(255) NOT NULL UNIQUE,
+        reference VARCHAR(64) NOT NULL,
+        psp_reference VARCHAR(64) NOT NULL,
+        name VARCHAR(16) NOT NULL,
+        currency VARCHAR(3) NOT NULL,
+        amount BIGINT NOT NULL,
+        timestamp_ms BIGINT NOT NULL,
+        idempotency_key VARCHAR(50),
+        success BOOLEAN NOT NULL,
+        source VARCHAR(16) NOT NULL,
+        payment TEXT,
+        recorded_ms BIGINT NOT NULL
+    )",
+];
+
+#[async_trait::async_trait]
+impl MigrationTrait for Initial {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        let specific = match manager.get_database_backend() {
+            DbBackend::Postgres => POSTGRES,
+            _ => SQLITE,
+        };
+        for sql in specific.iter().chain(COMMON) {
+            db.execute_unprepared(sql).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,142 @@
+//! Durable state: payments, the operation journal and the event log, on SQLite or PostgreSQL.
+//!
+//! Every write goes through one transaction that (1) updates the payment, (2) appends the event
+//! if it is new, and (3) settles the journalled operation, so a crash can never leave one without
+//! the others.
+//!
+//! Ordering of the event log: a reader that has seen sequence N must never later find a new event
+//! below N. An autoincrement alone does not give that on PostgreSQL, where two transactions can
+//! take 7 and 8 and commit 8 first. So every transaction that appends events first takes one
+//! transaction-scoped advisory lock (`pg_advisory_xact_lock`): appends are serialized, a sequence
+//! is drawn only while holding the lock, and the lock is released only after the commit is
+//! visible, so commit order equals sequence order. SQLite has a single writer by construction;
+//! paygate additionally serializes its own writes with an in-process mutex so that concurrent
+//! transactions never fail with SQLITE_BUSY.
+
+mod convert;
+mod entities;
+mod events;
+mod migration;
+mod operations;
+mod payments;
+
+use std::{str::FromStr, sync::Arc, time::Duration};
+
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, SqlxPostgresConnector,
+    SqlxSqliteConnector, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+use tokio::sync::{Mutex, MutexGuard};
+
+pub use events::{Change, CommitResult, Finish, RemoteView};
+pub use operations::StartOutcome;
+
+/// The advisory lock key that orders event-log appends on PostgreSQL ("pg" "lg" in ASCII).
+const EVENT_LOG_LOCK: i64 = 0x7067_6c67;
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("reference {0} is already used by another payment")]
+    ReferenceTaken(String),
+    #[error("stored data cannot be read: {0}")]
+    Corrupt(String),
+}
+
+/// The database and how to write to it safely.
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    backend: DbBackend,
+    /// SQLite only: one writer at a time inside this process.
+    write_lock: Option<Arc<Mutex<()>>>,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://…` or `postgres://…`). SQLite runs in WAL mode with
+    /// `synchronous=FULL`: a committed write survives a power cut.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options)
+                .await?;
+            Ok(Self {
+                db: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
+                backend: DbBackend::Sqlite,
+                write_lock: Some(Arc::new(Mutex::new(()))),
+            })
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let options = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(options)
+                .await?;
+            Ok(Self {
+                db: SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
+                backend: DbBackend::Postgres,
+                write_lock: None,
+            })
+        } else {
+            Err(StoreError::Corrupt(
+                "DATABASE_URL must start with sqlite: or postgres:".into(),
+            ))
+        }
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        migration::Migrator::up(&self.db, None).await?;
+        Ok(())
+    }
+
+    /// Answers whether the database responds.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db.ping().await?;
+        Ok(())
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.backend
+    }
+
+    /// Starts a write transaction holding the write ordering lock (see the module comment).
+    async fn begin_write(&self) -> Result<WriteTxn<'_>, StoreError> {
+        let guard = match &self.write_lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
+        let txn = self.db.begin().await?;
+        if self.backend == DbBackend::Postgres {
+            txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({EVENT_LOG_LOCK})"))
+                .await?;
+        }
+        Ok(WriteTxn { txn, _guard: guard })
+    }
+}
+
+/// A write transaction and the in-process lock it holds (SQLite).
+struct WriteTxn<'a> {
+    txn: DatabaseTransaction,
+    _guard: Option<MutexGuard<'a, ()>>,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
