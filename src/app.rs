@@ -38,7 +38,7 @@ impl Application {
             .with_context(|| "connecting to DATABASE_URL")?;
         store.migrate().await.context("migrating the database")?;
         let (vipps_config, emulator) = match &config.vipps {
-            VippsTarget::Remote(cfg) => (cfg.clone(), None),
+            VippsTarget::Remote(cfg) => ((**cfg).clone(), None),
             VippsTarget::Emulator { addr } => {
                 let running = Emulator::new(EmulatorConfig::default())
                     .start(*addr)
@@ -50,7 +50,11 @@ impl Application {
                      Set VIPPS_BASE_URL and credentials to talk to Vipps."
                 );
                 let url = Url::parse(&running.base_url()).context("emulator URL")?;
-                let cfg = config::emulator_vipps_config(url, config.vipps_timeout, config.vipps_retry_budget);
+                let cfg = config::emulator_vipps_config(
+                    url,
+                    config.vipps_timeout,
+                    config.vipps_retry_budget,
+                );
                 (cfg, Some(running))
             }
         };
@@ -71,11 +75,15 @@ impl Application {
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc_listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.grpc_listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     pub fn http_addr(&self) -> SocketAddr {
-        self.http_listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.http_listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// The in-process emulator, if paygate runs against it.
@@ -84,7 +92,10 @@ impl Application {
     }
 
     /// Serves gRPC and HTTP until `shutdown` completes, then drains and returns.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let token = CancellationToken::new();
         let trigger = token.clone();
         tokio::spawn(async move {

@@ -28,7 +28,7 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
 #[derive(Debug, Clone)]
 pub enum VippsTarget {
     /// `VIPPS_BASE_URL` set: call it with the given credentials.
-    Remote(VippsConfig),
+    Remote(Box<VippsConfig>),
     /// `VIPPS_BASE_URL` unset: start the built-in emulator on this address.
     Emulator { addr: SocketAddr },
 }
@@ -61,16 +61,56 @@ pub struct Config {
 /// Every key paygate reads, with its default and meaning (the README's table mirrors this).
 pub const KEYS: &[(&str, &str, &str)] = &[
     ("PAYGATE_GRPC_ADDR", "0.0.0.0:50051", "gRPC listen address"),
-    ("PAYGATE_HTTP_ADDR", "0.0.0.0:8080", "HTTP sidecar listen address (webhooks, health)"),
-    ("DATABASE_URL", "sqlite://paygate.db?mode=rwc", "sqlite://… or postgres://…"),
-    ("VIPPS_BASE_URL", "(unset: built-in emulator)", "Vipps API base, e.g. https://apitest.vipps.no"),
-    ("VIPPS_CLIENT_ID", "(required with VIPPS_BASE_URL)", "access-token client_id"),
-    ("VIPPS_CLIENT_SECRET", "(required with VIPPS_BASE_URL)", "access-token client_secret"),
-    ("VIPPS_SUBSCRIPTION_KEY", "(required with VIPPS_BASE_URL)", "Ocp-Apim-Subscription-Key"),
-    ("VIPPS_MSN", "(required with VIPPS_BASE_URL)", "Merchant-Serial-Number, 4–7 digits"),
-    ("VIPPS_TIMEOUT_MS", "10000", "limit of one HTTP attempt to Vipps"),
-    ("VIPPS_RETRY_BUDGET_MS", "10000", "total time one Vipps call may take, retries included"),
-    ("PAYGATE_EMULATOR_ADDR", "127.0.0.1:8090", "where the built-in emulator listens (emulator mode)"),
+    (
+        "PAYGATE_HTTP_ADDR",
+        "0.0.0.0:8080",
+        "HTTP sidecar listen address (webhooks, health)",
+    ),
+    (
+        "DATABASE_URL",
+        "sqlite://paygate.db?mode=rwc",
+        "sqlite://… or postgres://…",
+    ),
+    (
+        "VIPPS_BASE_URL",
+        "(unset: built-in emulator)",
+        "Vipps API base, e.g. https://apitest.vipps.no",
+    ),
+    (
+        "VIPPS_CLIENT_ID",
+        "(required with VIPPS_BASE_URL)",
+        "access-token client_id",
+    ),
+    (
+        "VIPPS_CLIENT_SECRET",
+        "(required with VIPPS_BASE_URL)",
+        "access-token client_secret",
+    ),
+    (
+        "VIPPS_SUBSCRIPTION_KEY",
+        "(required with VIPPS_BASE_URL)",
+        "Ocp-Apim-Subscription-Key",
+    ),
+    (
+        "VIPPS_MSN",
+        "(required with VIPPS_BASE_URL)",
+        "Merchant-Serial-Number, 4–7 digits",
+    ),
+    (
+        "VIPPS_TIMEOUT_MS",
+        "10000",
+        "limit of one HTTP attempt to Vipps",
+    ),
+    (
+        "VIPPS_RETRY_BUDGET_MS",
+        "10000",
+        "total time one Vipps call may take, retries included",
+    ),
+    (
+        "PAYGATE_EMULATOR_ADDR",
+        "127.0.0.1:8090",
+        "where the built-in emulator listens (emulator mode)",
+    ),
     ("PAYGATE_LOG_FORMAT", "text", "text or json"),
 ];
 
@@ -82,8 +122,9 @@ impl Config {
             .map(str::to_owned)
             .or_else(|| std::env::var("PAYGATE_CONFIG").ok());
         if let Some(path) = file {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| anyhow::anyhow!("invalid configuration: cannot read config file {path}: {e}"))?;
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                anyhow::anyhow!("invalid configuration: cannot read config file {path}: {e}")
+            })?;
             values.extend(parse_file(&text));
         }
         for (key, _, _) in KEYS {
@@ -118,7 +159,10 @@ impl Config {
             .unwrap_or("sqlite://paygate.db?mode=rwc")
             .to_owned();
         if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
-            return Err(invalid("DATABASE_URL", "must start with sqlite: or postgres:"));
+            return Err(invalid(
+                "DATABASE_URL",
+                "must start with sqlite: or postgres:",
+            ));
         }
         let timeout = millis("VIPPS_TIMEOUT_MS", 10_000)?;
         let budget = millis("VIPPS_RETRY_BUDGET_MS", 10_000)?;
@@ -152,7 +196,7 @@ impl Config {
                     max_elapsed: budget,
                     ..RetryPolicy::default()
                 };
-                VippsTarget::Remote(cfg)
+                VippsTarget::Remote(Box::new(cfg))
             }
         };
         let log_format = match get("PAYGATE_LOG_FORMAT").unwrap_or("text") {
@@ -186,7 +230,11 @@ fn parse_file(text: &str) -> HashMap<String, String> {
 }
 
 /// The Vipps client settings for the in-process emulator (any credentials are accepted there).
-pub fn emulator_vipps_config(base_url: Url, timeout: Duration, retry_budget: Duration) -> VippsConfig {
+pub fn emulator_vipps_config(
+    base_url: Url,
+    timeout: Duration,
+    retry_budget: Duration,
+) -> VippsConfig {
     let mut cfg = VippsConfig::new(
         base_url,
         "paygate-emulator",
@@ -207,7 +255,12 @@ mod tests {
     use super::*;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        Config::from_values(&pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect())
+        Config::from_values(
+            &pairs
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+        )
     }
 
     #[test]
@@ -220,10 +273,16 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        assert_eq!(cfg(&[("PAYGATE_GRPC_ADDR", "nope")]).unwrap_err().key, "PAYGATE_GRPC_ADDR");
+        assert_eq!(
+            cfg(&[("PAYGATE_GRPC_ADDR", "nope")]).unwrap_err().key,
+            "PAYGATE_GRPC_ADDR"
+        );
         let e = cfg(&[("VIPPS_BASE_URL", "https://apitest.vipps.no")]).unwrap_err();
         assert_eq!(e.key, "VIPPS_MSN");
-        assert_eq!(cfg(&[("DATABASE_URL", "mysql://x")]).unwrap_err().key, "DATABASE_URL");
+        assert_eq!(
+            cfg(&[("DATABASE_URL", "mysql://x")]).unwrap_err().key,
+            "DATABASE_URL"
+        );
         let e = cfg(&[
             ("VIPPS_BASE_URL", "https://apitest.vipps.no"),
             ("VIPPS_MSN", "12ab"),

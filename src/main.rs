@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 use paygate::{app::Application, config::Config, emulator, store::Store, telemetry};
 
 #[derive(Parser)]
-#[command(name = "paygate", version, about = "gRPC payment gateway for Vipps MobilePay ePayment")]
+#[command(
+    name = "paygate",
+    version,
+    about = "gRPC payment gateway for Vipps MobilePay ePayment"
+)]
 struct Cli {
     /// A KEY=VALUE file read before the environment (also PAYGATE_CONFIG).
     #[arg(long, global = true)]

@@ -214,7 +214,15 @@ mod tests {
     fn log_sums_and_remote_views_never_double_count() {
         // Vipps says 500 captured (an earlier capture paygate has not seen yet, plus ours of 200).
         let mut p = payment();
-        p.merge_remote(PaymentState::Authorized, Aggregate { authorized: 1000, captured: 500, ..Default::default() }, "");
+        p.merge_remote(
+            PaymentState::Authorized,
+            Aggregate {
+                authorized: 1000,
+                captured: 500,
+                ..Default::default()
+            },
+            "",
+        );
         let ours = event(EventName::Captured, 200);
         let mut log = Aggregate::default().with_event(&ours);
         p.apply(&ours, log);

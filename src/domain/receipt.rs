@@ -103,7 +103,10 @@ impl OrderLine {
         }
         for (name, value) in [
             ("total_amount", self.total_amount),
-            ("total_amount_excluding_tax", self.total_amount_excluding_tax),
+            (
+                "total_amount_excluding_tax",
+                self.total_amount_excluding_tax,
+            ),
             ("total_tax_amount", self.total_tax_amount),
             ("discount", self.discount),
         ] {
@@ -140,7 +143,8 @@ impl OrderLine {
                     "must be a decimal like \"3\" or \"12.5\" (at most 8 decimals, 10 characters)",
                 ));
             }
-            if !unit.quantity_unit.is_empty() && !QUANTITY_UNITS.contains(&unit.quantity_unit.as_str())
+            if !unit.quantity_unit.is_empty()
+                && !QUANTITY_UNITS.contains(&unit.quantity_unit.as_str())
             {
                 out.push(FieldViolation::new(
                     field("unit_info.quantity_unit"),

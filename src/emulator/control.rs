@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::delivery::WebhookFaults;
 use super::faults::Fault;
 use super::model::EventName;
 use super::problem::Problem;
@@ -26,6 +27,10 @@ pub fn routes() -> Router<Emulator> {
         .route(
             "/emulator/faults",
             post(add_fault).get(list_faults).delete(clear_faults),
+        )
+        .route(
+            "/emulator/webhook-faults",
+            post(set_webhook_faults).delete(clear_webhook_faults),
         )
 }
 
@@ -139,5 +144,20 @@ async fn list_faults(State(emulator): State<Emulator>) -> Json<Value> {
 
 async fn clear_faults(State(emulator): State<Emulator>) -> StatusCode {
     emulator.clear_faults();
+    StatusCode::NO_CONTENT
+}
+
+async fn set_webhook_faults(State(emulator): State<Emulator>, body: Bytes) -> Response {
+    match serde_json::from_slice::<WebhookFaults>(&body) {
+        Ok(faults) => {
+            emulator.set_webhook_faults(faults);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => Problem::bad_request("Invalid webhook faults", e.to_string()).into_response(),
+    }
+}
+
+async fn clear_webhook_faults(State(emulator): State<Emulator>) -> StatusCode {
+    emulator.clear_webhook_faults();
     StatusCode::NO_CONTENT
 }

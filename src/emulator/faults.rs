@@ -171,6 +171,7 @@ pub async fn inject(State(emulator): State<Emulator>, request: Request, next: Ne
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (STYLE.md)
 mod tests {
     use super::*;
 

@@ -96,6 +96,7 @@ pub fn reference_exists(reference: &str) -> Problem {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (STYLE.md)
 mod tests {
     use super::*;
     use serde_json::json;

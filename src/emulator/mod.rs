@@ -9,6 +9,7 @@
 
 mod auth;
 mod control;
+mod delivery;
 mod epayment;
 mod faults;
 mod idempotency;
@@ -17,6 +18,7 @@ mod problem;
 mod state;
 mod stats;
 mod validate;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -24,15 +26,17 @@ use std::time::Duration;
 
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use delivery::WebhookFaults;
 pub use faults::Fault;
 
 use auth::TokenStore;
+use delivery::Dispatcher;
 use faults::FaultQueue;
 use idempotency::IdempotencyStore;
 use model::PaymentEvent;
@@ -78,6 +82,8 @@ struct Inner {
     tokens: Mutex<TokenStore>,
     faults: Mutex<FaultQueue>,
     stats: Stats,
+    /// Webhook registrations and their delivery queues.
+    webhooks: Arc<Dispatcher>,
 }
 
 struct World {
@@ -89,7 +95,6 @@ impl Emulator {
     pub fn new(config: EmulatorConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
-                config,
                 world: Mutex::new(World {
                     payments: PaymentStore::default(),
                     idempotency: IdempotencyStore::default(),
@@ -97,6 +102,11 @@ impl Emulator {
                 tokens: Mutex::new(TokenStore::default()),
                 faults: Mutex::new(FaultQueue::default()),
                 stats: Stats::default(),
+                webhooks: Arc::new(Dispatcher::new(
+                    config.webhook_retry_initial,
+                    config.webhook_retry_max_attempts,
+                )),
+                config,
             }),
         }
     }
@@ -133,6 +143,11 @@ impl Emulator {
                 "/epayment/v1/test/payments/{reference}/approve",
                 post(epayment::force_approve),
             )
+            .route(
+                "/webhooks/v1/webhooks",
+                post(webhooks::register).get(webhooks::list),
+            )
+            .route("/webhooks/v1/webhooks/{id}", delete(webhooks::delete))
             .layer(from_fn_with_state(self.clone(), faults::inject))
             .layer(from_fn_with_state(self.clone(), stats::count_requests));
         vipps
@@ -172,6 +187,15 @@ impl Emulator {
         lock(&self.inner.faults).clear();
     }
 
+    /// Replaces the webhook delivery fault knobs (same as `POST /emulator/webhook-faults`).
+    pub fn set_webhook_faults(&self, faults: WebhookFaults) {
+        self.inner.webhooks.set_faults(&faults);
+    }
+
+    pub fn clear_webhook_faults(&self) {
+        self.inner.webhooks.set_faults(&WebhookFaults::default());
+    }
+
     /// Makes every issued token invalid, so clients must fetch a new one.
     pub fn revoke_tokens(&self) {
         lock(&self.inner.tokens).revoke_all();
@@ -188,7 +212,9 @@ impl Emulator {
 
     /// The `GET /emulator/stats` JSON.
     pub fn stats(&self) -> Value {
-        self.inner.stats.to_json()
+        let mut stats = self.inner.stats.to_json();
+        stats["webhooks"] = self.inner.webhooks.stats_json();
+        stats
     }
 
     fn config(&self) -> &EmulatorConfig {
@@ -224,6 +250,11 @@ impl Emulator {
     /// held, so events of one payment are queued in the order they happened.
     fn publish(&self, msn: &str, event: &PaymentEvent) {
         tracing::debug!(msn, reference = %event.reference, name = ?event.name, "emulator event");
+        self.inner.webhooks.enqueue(msn, event);
+    }
+
+    fn webhook_registry(&self) -> MutexGuard<'_, webhooks::Registry> {
+        self.inner.webhooks.registry()
     }
 }
 
@@ -253,6 +284,7 @@ impl RunningEmulator {
     /// Stops accepting connections and waits (bounded) for in-flight requests.
     pub async fn shutdown(mut self) {
         self.stop.cancel();
+        self.emulator.inner.webhooks.stop();
         if let Some(task) = self.task.take() {
             let abort = task.abort_handle();
             match tokio::time::timeout(Duration::from_secs(5), task).await {

@@ -121,6 +121,7 @@ fn slug(title: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (STYLE.md)
 mod tests {
     use super::*;
 

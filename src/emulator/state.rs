@@ -471,6 +471,7 @@ pub fn derive_sub(phone: &str, msn: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (STYLE.md)
 mod tests {
     use super::*;
     use crate::emulator::model::Currency;

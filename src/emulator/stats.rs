@@ -124,6 +124,7 @@ pub async fn count_requests(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (STYLE.md)
 mod tests {
     use super::*;
 

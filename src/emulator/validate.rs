@@ -479,9 +479,9 @@ fn receipt(value: &Value) -> Result<(), Problem> {
             }
         }
         for key in ["totalAmount", "totalAmountExcludingTax", "totalTaxAmount"] {
-            if !present(line, key)
+            if present(line, key)
                 .and_then(Value::as_i64)
-                .is_some_and(|v| v >= 0)
+                .is_none_or(|v| v < 0)
             {
                 return Err(invalid(&format!(
                     "order line {key} must be a non-negative integer"
@@ -582,6 +582,7 @@ fn industry_data(value: &Value) -> Result<(), Problem> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (STYLE.md)
 mod tests {
     use super::*;
     use serde_json::json;

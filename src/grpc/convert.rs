@@ -5,9 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use super::proto;
-use crate::domain::{
-    EventName, Money, Payment, PaymentEvent, PaymentState, UserFlow,
-};
+use crate::domain::{EventName, Money, Payment, PaymentEvent, PaymentState, UserFlow};
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
@@ -81,7 +79,11 @@ pub fn payment(p: &Payment) -> proto::Payment {
         profile_sub: p.profile_sub.clone().unwrap_or_default(),
         create_time: Some(timestamp(p.create_time)),
         update_time: Some(timestamp(p.update_time)),
-        metadata: p.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<HashMap<_, _>>(),
+        metadata: p
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<HashMap<_, _>>(),
     }
 }
 

@@ -77,9 +77,12 @@ impl proto::payment_service_server::PaymentService for PaymentApi {
         let req = request.into_inner();
         let span = span("CapturePayment", &req.reference);
         async move {
-            let command =
-                validate::capture_or_refund(&req.reference, req.amount.as_ref(), &req.idempotency_key)
-                    .map_err(to_status)?;
+            let command = validate::capture_or_refund(
+                &req.reference,
+                req.amount.as_ref(),
+                &req.idempotency_key,
+            )
+            .map_err(to_status)?;
             let payment = self.payments.capture(command).await.map_err(to_status)?;
             Ok(Response::new(proto::CapturePaymentResponse {
                 payment: Some(convert::payment(&payment)),
@@ -97,7 +100,11 @@ impl proto::payment_service_server::PaymentService for PaymentApi {
         let span = span("CancelPayment", &req.reference);
         async move {
             let (reference, key) = validate::cancel(&req).map_err(to_status)?;
-            let payment = self.payments.cancel(&reference, key).await.map_err(to_status)?;
+            let payment = self
+                .payments
+                .cancel(&reference, key)
+                .await
+                .map_err(to_status)?;
             Ok(Response::new(proto::CancelPaymentResponse {
                 payment: Some(convert::payment(&payment)),
             }))
@@ -113,9 +120,12 @@ impl proto::payment_service_server::PaymentService for PaymentApi {
         let req = request.into_inner();
         let span = span("RefundPayment", &req.reference);
         async move {
-            let command =
-                validate::capture_or_refund(&req.reference, req.amount.as_ref(), &req.idempotency_key)
-                    .map_err(to_status)?;
+            let command = validate::capture_or_refund(
+                &req.reference,
+                req.amount.as_ref(),
+                &req.idempotency_key,
+            )
+            .map_err(to_status)?;
             let payment = self.payments.refund(command).await.map_err(to_status)?;
             Ok(Response::new(proto::RefundPaymentResponse {
                 payment: Some(convert::payment(&payment)),

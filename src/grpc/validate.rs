@@ -13,7 +13,14 @@ use crate::{
 };
 
 /// Profile scope words Vipps accepts (REFERENCE.md §1).
-const PROFILE_SCOPES: &[&str] = &["name", "address", "email", "phoneNumber", "birthDate", "nin"];
+const PROFILE_SCOPES: &[&str] = &[
+    "name",
+    "address",
+    "email",
+    "phoneNumber",
+    "birthDate",
+    "nin",
+];
 
 /// Collects violations so the caller learns about every bad field at once.
 #[derive(Default)]
@@ -69,7 +76,9 @@ fn return_url(value: &str) -> Result<String, FieldViolation> {
     }
     let url = url::Url::parse(value).map_err(|_| bad("must be an absolute URL"))?;
     if url.scheme() == "http" {
-        return Err(bad("must use https:// (or an app's custom scheme), not http://"));
+        return Err(bad(
+            "must use https:// (or an app's custom scheme), not http://",
+        ));
     }
     Ok(value.to_owned())
 }
@@ -95,19 +104,33 @@ fn customer_key(value: &str) -> Result<Option<String>, FieldViolation> {
     Ok(Some(value.to_owned()))
 }
 
-fn metadata(v: &mut Violations, map: &std::collections::HashMap<String, String>) -> BTreeMap<String, String> {
+fn metadata(
+    v: &mut Violations,
+    map: &std::collections::HashMap<String, String>,
+) -> BTreeMap<String, String> {
     if map.len() > 5 {
-        v.add("metadata", format!("may hold at most 5 pairs, got {}", map.len()));
+        v.add(
+            "metadata",
+            format!("may hold at most 5 pairs, got {}", map.len()),
+        );
     }
     for (key, value) in map {
         if key.is_empty() || key.chars().count() > 100 {
-            v.add(format!("metadata[{key}]"), "keys must be 1 to 100 characters");
+            v.add(
+                format!("metadata[{key}]"),
+                "keys must be 1 to 100 characters",
+            );
         }
         if value.chars().count() > 500 {
-            v.add(format!("metadata[{key}]"), "values must be at most 500 characters");
+            v.add(
+                format!("metadata[{key}]"),
+                "values must be at most 500 characters",
+            );
         }
     }
-    map.iter().map(|(k, val)| (k.clone(), val.clone())).collect()
+    map.iter()
+        .map(|(k, val)| (k.clone(), val.clone()))
+        .collect()
 }
 
 fn receipt(r: &proto::Receipt) -> Receipt {
@@ -147,12 +170,25 @@ pub fn create(req: &proto::CreatePaymentRequestRequest) -> Result<CreatePayment,
     let reference = if req.reference.is_empty() {
         Some(None)
     } else {
-        v.check(Reference::parse("reference", &req.reference)).map(Some)
+        v.check(Reference::parse("reference", &req.reference))
+            .map(Some)
     };
     let amount = v.check(money("amount", req.amount.as_ref()));
+    if let Some(a) = amount.filter(|a| a.value < a.currency.minimum_payment()) {
+        v.add(
+            "amount.value",
+            format!(
+                "must be at least {} for {}",
+                a.currency.minimum_payment(),
+                a.currency
+            ),
+        );
+    }
     let flow = v.check(user_flow(req.user_flow));
     let phone = match req.customer.as_ref().map(|c| c.phone_number.as_str()) {
-        Some(p) if !p.is_empty() => v.check(PhoneNumber::parse("customer.phone_number", p)).map(Some),
+        Some(p) if !p.is_empty() => v
+            .check(PhoneNumber::parse("customer.phone_number", p))
+            .map(Some),
         _ => Some(None),
     };
     let customer_key = v.check(customer_key(&req.customer_key));
@@ -170,7 +206,10 @@ pub fn create(req: &proto::CreatePaymentRequestRequest) -> Result<CreatePayment,
         if !PROFILE_SCOPES.contains(&scope.as_str()) {
             v.add(
                 format!("profile_scopes[{i}]"),
-                format!("must be one of {}, got {scope:?}", PROFILE_SCOPES.join(", ")),
+                format!(
+                    "must be one of {}, got {scope:?}",
+                    PROFILE_SCOPES.join(", ")
+                ),
             );
         }
     }
@@ -178,7 +217,10 @@ pub fn create(req: &proto::CreatePaymentRequestRequest) -> Result<CreatePayment,
     scopes.dedup();
     let return_url = match (req.return_url.is_empty(), flow) {
         (true, Some(f)) if f.needs_return_url() => {
-            v.add("return_url", "is required for WEB_REDIRECT and NATIVE_REDIRECT");
+            v.add(
+                "return_url",
+                "is required for WEB_REDIRECT and NATIVE_REDIRECT",
+            );
             None
         }
         (true, _) => Some(None),
@@ -251,7 +293,9 @@ pub fn capture_or_refund(
     v.finish(command)
 }
 
-pub fn cancel(req: &proto::CancelPaymentRequest) -> Result<(Reference, Option<IdempotencyKey>), PaygateError> {
+pub fn cancel(
+    req: &proto::CancelPaymentRequest,
+) -> Result<(Reference, Option<IdempotencyKey>), PaygateError> {
     let mut v = Violations::default();
     let reference = if req.reference.is_empty() {
         v.add("reference", "is required");

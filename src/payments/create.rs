@@ -10,7 +10,7 @@ use crate::{
         OperationKind, OperationStatus, PaygateError, Payment, PaymentState, Reference,
     },
     store::{Change, Finish, RemoteView, StartOutcome},
-    vipps::{models, VippsError},
+    vipps::models,
 };
 
 impl Payments {
@@ -95,7 +95,7 @@ impl Payments {
                     .payment
                     .ok_or_else(|| PaygateError::Internal("created payment vanished".into()))
             }
-            Err(e @ VippsError::Rejected { .. }) => {
+            Err(e) if errors::definite_refusal(&e) => {
                 let error = errors::from_vipps(&e);
                 let change = Change {
                     reference: op.reference.clone(),

@@ -2,11 +2,7 @@
 
 use serde_json::json;
 
-use crate::{
-    domain::PaygateError,
-    store::StoreError,
-    vipps::VippsError,
-};
+use crate::{domain::PaygateError, store::StoreError, vipps::VippsError};
 
 impl From<StoreError> for PaygateError {
     fn from(e: StoreError) -> Self {
@@ -26,13 +22,12 @@ impl From<StoreError> for PaygateError {
 /// The service error for a Vipps failure.
 pub fn from_vipps(e: &VippsError) -> PaygateError {
     match e {
+        VippsError::Rejected { status: 401 | 403, .. } => PaygateError::Unavailable(
+            "Vipps refused paygate's credentials; an operator must check the VIPPS_* settings".into(),
+        ),
         VippsError::Rejected { status, problem } => {
-            let detail = problem.detail.as_deref().unwrap_or_default();
-            let message = if detail.is_empty() {
-                format!("Vipps refused the request: {}", problem.title)
-            } else {
-                format!("Vipps refused the request: {}: {detail}", problem.title)
-            };
+            // Display masks digit runs: upstream texts may quote a phone number.
+            let message = format!("Vipps refused the request: {problem}");
             match status {
                 404 => PaygateError::NotFound(message),
                 _ => PaygateError::FailedPrecondition(message),
@@ -50,6 +45,12 @@ pub fn from_vipps(e: &VippsError) -> PaygateError {
         ),
         VippsError::Config(why) => PaygateError::Internal(format!("Vipps client configuration: {why}")),
     }
+}
+
+/// Whether Vipps definitely refused this request (so the refusal is final and replayed).
+/// 401/403 mean paygate's own credentials are wrong: nothing about the payment is decided.
+pub fn definite_refusal(e: &VippsError) -> bool {
+    matches!(e, VippsError::Rejected { status, .. } if !matches!(status, 401 | 403))
 }
 
 /// A refusal as stored in the journal, so a retry gets the same answer.

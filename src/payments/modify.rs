@@ -9,20 +9,30 @@ use crate::{
         OperationKind, OperationStatus, PaygateError, Payment, PaymentState, Reference,
     },
     store::{Change, Finish, StartOutcome},
-    vipps::{models, VippsError},
+    vipps::models,
 };
 
 impl Payments {
     /// Captures `amount` (None: all that remains), exactly once per idempotency key.
     pub async fn capture(&self, cmd: CaptureOrRefund) -> Result<Payment, PaygateError> {
-        self.modify(OperationKind::Capture, &cmd.reference, cmd.amount, &cmd.idempotency_key)
-            .await
+        self.modify(
+            OperationKind::Capture,
+            &cmd.reference,
+            cmd.amount,
+            &cmd.idempotency_key,
+        )
+        .await
     }
 
     /// Refunds `amount` (None: all captured and not yet refunded), exactly once per key.
     pub async fn refund(&self, cmd: CaptureOrRefund) -> Result<Payment, PaygateError> {
-        self.modify(OperationKind::Refund, &cmd.reference, cmd.amount, &cmd.idempotency_key)
-            .await
+        self.modify(
+            OperationKind::Refund,
+            &cmd.reference,
+            cmd.amount,
+            &cmd.idempotency_key,
+        )
+        .await
     }
 
     /// Cancels: before authorization the payment ends (TERMINATED); after it, what was not
@@ -33,7 +43,8 @@ impl Payments {
         key: Option<IdempotencyKey>,
     ) -> Result<Payment, PaygateError> {
         let key = key.unwrap_or_else(|| IdempotencyKey::from(reference));
-        self.modify(OperationKind::Cancel, reference, None, &key).await
+        self.modify(OperationKind::Cancel, reference, None, &key)
+            .await
     }
 
     async fn modify(
@@ -88,11 +99,9 @@ impl Payments {
     /// Sends a journalled capture, refund or cancel (again) and records what Vipps said.
     pub(super) async fn send_modification(&self, op: Operation) -> Result<Payment, PaygateError> {
         let reference = op.reference.as_str();
-        let before = self
-            .store()
-            .get_payment(reference)
-            .await?
-            .ok_or_else(|| PaygateError::NotFound(format!("no payment with reference {reference}")))?;
+        let before = self.store().get_payment(reference).await?.ok_or_else(|| {
+            PaygateError::NotFound(format!("no payment with reference {reference}"))
+        })?;
         let amount: Option<models::Amount> = op
             .request
             .get("modificationAmount")
@@ -101,10 +110,16 @@ impl Payments {
             .map_err(|e| PaygateError::Internal(format!("journalled request: {e}")))?;
         let key = op.idempotency_key.as_str();
         let answer = match (op.kind, &amount) {
-            (OperationKind::Capture, Some(a)) => self.vipps.capture_payment(reference, a, key).await,
+            (OperationKind::Capture, Some(a)) => {
+                self.vipps.capture_payment(reference, a, key).await
+            }
             (OperationKind::Refund, Some(a)) => self.vipps.refund_payment(reference, a, key).await,
             (OperationKind::Cancel, _) => self.vipps.cancel_payment(reference, key).await,
-            _ => return Err(PaygateError::Internal("malformed journalled operation".into())),
+            _ => {
+                return Err(PaygateError::Internal(
+                    "malformed journalled operation".into(),
+                ))
+            }
         };
         match answer {
             Ok(answer) => {
@@ -139,7 +154,7 @@ impl Payments {
                     .payment
                     .ok_or_else(|| PaygateError::Internal("payment vanished".into()))
             }
-            Err(e @ VippsError::Rejected { .. }) => {
+            Err(e) if errors::definite_refusal(&e) => {
                 let error = errors::from_vipps(&e);
                 let change = Change {
                     reference: op.reference.clone(),
@@ -179,7 +194,11 @@ pub(super) fn replay_payment(op: &Operation) -> Result<Payment, PaygateError> {
 }
 
 /// Checks what the payment's state allows and returns the amount to send (None for cancel).
-fn plan(kind: OperationKind, p: &Payment, amount: Option<Money>) -> Result<Option<Money>, PaygateError> {
+fn plan(
+    kind: OperationKind,
+    p: &Payment,
+    amount: Option<Money>,
+) -> Result<Option<Money>, PaygateError> {
     let refuse = |why: String| Err(PaygateError::FailedPrecondition(why));
     let reference = &p.reference;
     if let Some(a) = amount {

@@ -15,7 +15,13 @@ impl Payments {
     /// The events paygate recorded for one payment, in log order.
     pub async fn events(&self, reference: &Reference) -> Result<Vec<PaymentEvent>, PaygateError> {
         let events = self.store().list_events(reference.as_str()).await?;
-        if events.is_empty() && self.store().get_payment(reference.as_str()).await?.is_none() {
+        if events.is_empty()
+            && self
+                .store()
+                .get_payment(reference.as_str())
+                .await?
+                .is_none()
+        {
             return Err(not_found(reference));
         }
         Ok(events)

@@ -3,7 +3,9 @@
 use chrono::{DateTime, Utc};
 
 use crate::{
-    domain::{Aggregate, Currency, EventName, EventSource, Money, NewEvent, PaygateError, PaymentState},
+    domain::{
+        Aggregate, Currency, EventName, EventSource, Money, NewEvent, PaygateError, PaymentState,
+    },
     store::RemoteView,
     vipps::models,
 };

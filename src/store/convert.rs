@@ -30,7 +30,8 @@ pub fn payment(m: entities::payment::Model) -> Result<Payment, StoreError> {
             refunded: m.refunded,
             cancelled: m.cancelled,
         },
-        user_flow: UserFlow::parse(&m.user_flow).ok_or_else(|| corrupt("user flow", &m.user_flow))?,
+        user_flow: UserFlow::parse(&m.user_flow)
+            .ok_or_else(|| corrupt("user flow", &m.user_flow))?,
         redirect_url: m.redirect_url,
         customer_key: m.customer_key,
         phone_number: m
@@ -38,7 +39,8 @@ pub fn payment(m: entities::payment::Model) -> Result<Payment, StoreError> {
             .as_deref()
             .and_then(|p| PhoneNumber::parse("phone_number", p).ok()),
         profile_sub: m.profile_sub,
-        metadata: serde_json::from_str(&m.metadata).map_err(|e| corrupt("metadata", &e.to_string()))?,
+        metadata: serde_json::from_str(&m.metadata)
+            .map_err(|e| corrupt("metadata", &e.to_string()))?,
         create_time: time(m.create_time_ms),
         update_time: time(m.update_time_ms),
     })
@@ -79,7 +81,8 @@ pub fn event(m: entities::event::Model) -> Result<PaymentEvent, StoreError> {
         None => None,
     };
     Ok(PaymentEvent {
-        sequence: u64::try_from(m.sequence).map_err(|_| corrupt("sequence", &m.sequence.to_string()))?,
+        sequence: u64::try_from(m.sequence)
+            .map_err(|_| corrupt("sequence", &m.sequence.to_string()))?,
         event: NewEvent {
             reference: m.reference,
             psp_reference: m.psp_reference,
@@ -101,7 +104,8 @@ pub fn operation(m: entities::operation::Model) -> Result<Operation, StoreError>
         reference: m.reference,
         idempotency_key: m.idempotency_key,
         fingerprint: m.fingerprint,
-        request: serde_json::from_str(&m.request).map_err(|e| corrupt("request", &e.to_string()))?,
+        request: serde_json::from_str(&m.request)
+            .map_err(|e| corrupt("request", &e.to_string()))?,
         status: OperationStatus::parse(&m.status).ok_or_else(|| corrupt("status", &m.status))?,
         outcome: match m.outcome.as_deref() {
             Some(json) => {

@@ -130,7 +130,11 @@ impl Store {
     }
 
     /// Up to `limit` events after `sequence`, in log order.
-    pub async fn events_after(&self, sequence: u64, limit: u64) -> Result<Vec<PaymentEvent>, StoreError> {
+    pub async fn events_after(
+        &self,
+        sequence: u64,
+        limit: u64,
+    ) -> Result<Vec<PaymentEvent>, StoreError> {
         let after = i64::try_from(sequence).unwrap_or(i64::MAX);
         event::Entity::find()
             .filter(event::Column::Sequence.gt(after))
@@ -151,7 +155,10 @@ impl Store {
             .into_tuple()
             .one(&self.db)
             .await?;
-        Ok(max.flatten().and_then(|m| u64::try_from(m).ok()).unwrap_or(0))
+        Ok(max
+            .flatten()
+            .and_then(|m| u64::try_from(m).ok())
+            .unwrap_or(0))
     }
 
     /// How many events the log holds.

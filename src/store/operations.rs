@@ -26,7 +26,10 @@ impl Store {
         if let Some(existing) = find(&w.txn, &op).await? {
             return Ok(StartOutcome::Existing(existing));
         }
-        if payments::load(&w.txn, payment.reference.as_str()).await?.is_some() {
+        if payments::load(&w.txn, payment.reference.as_str())
+            .await?
+            .is_some()
+        {
             return Err(StoreError::ReferenceTaken(payment.reference.to_string()));
         }
         payments::insert(&w.txn, payment).await?;
@@ -61,7 +64,10 @@ impl Store {
     }
 }
 
-async fn find<C: ConnectionTrait>(db: &C, op: &NewOperation) -> Result<Option<Operation>, StoreError> {
+async fn find<C: ConnectionTrait>(
+    db: &C,
+    op: &NewOperation,
+) -> Result<Option<Operation>, StoreError> {
     operation::Entity::find()
         .filter(operation::Column::Kind.eq(op.kind.as_str()))
         .filter(operation::Column::Scope.eq(op.scope()))
@@ -87,7 +93,10 @@ async fn insert<C: ConnectionTrait>(db: &C, op: NewOperation) -> Result<Operatio
         updated_ms: Set(now),
         ..Default::default()
     };
-    let id = operation::Entity::insert(model).exec(db).await?.last_insert_id;
+    let id = operation::Entity::insert(model)
+        .exec(db)
+        .await?
+        .last_insert_id;
     Ok(Operation {
         id,
         kind: op.kind,

@@ -8,7 +8,9 @@ use crate::domain::Payment;
 impl Store {
     /// The payment with this reference, if paygate has it.
     pub async fn get_payment(&self, reference: &str) -> Result<Option<Payment>, StoreError> {
-        load(&self.db, reference).await.map(|found| found.map(|(p, _)| p))
+        load(&self.db, reference)
+            .await
+            .map(|found| found.map(|(p, _)| p))
     }
 
     /// Whether Vipps has acknowledged the payment's creation.
@@ -24,7 +26,10 @@ pub(super) async fn load<C: ConnectionTrait>(
     db: &C,
     reference: &str,
 ) -> Result<Option<(Payment, bool)>, StoreError> {
-    match payment::Entity::find_by_id(reference.to_owned()).one(db).await? {
+    match payment::Entity::find_by_id(reference.to_owned())
+        .one(db)
+        .await?
+    {
         Some(model) => {
             let confirmed = model.confirmed;
             Ok(Some((convert::payment(model)?, confirmed)))
@@ -35,7 +40,9 @@ pub(super) async fn load<C: ConnectionTrait>(
 
 pub(super) async fn insert<C: ConnectionTrait>(db: &C, p: &Payment) -> Result<(), StoreError> {
     let model = convert::payment_model(p, false).into_active_model();
-    payment::Entity::insert(model).exec_without_returning(db).await?;
+    payment::Entity::insert(model)
+        .exec_without_returning(db)
+        .await?;
     Ok(())
 }
 
