@@ -1,7 +1,7 @@
 //! Wiring: `Application::build(config)` binds the listeners and connects everything;
 //! `run(shutdown)` serves until the shutdown future completes.
 
-use std::{future::Future, net::SocketAddr};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -13,11 +13,12 @@ use crate::{
     config::{self, Config, VippsTarget},
     emulator::{Emulator, EmulatorConfig, RunningEmulator},
     events::EventLog,
-    grpc::{self, PaymentApi},
+    grpc::{self, PaymentApi, StreamSettings},
     http,
     payments::Payments,
     store::Store,
     vipps::VippsClient,
+    webhooks::{self, Verifier, WebhookIngest, WebhookStats},
 };
 
 /// A built, not yet running, paygate.
@@ -25,6 +26,13 @@ pub struct Application {
     grpc_listener: TcpListener,
     http_listener: TcpListener,
     payments: Payments,
+    vipps: VippsClient,
+    verifier: Verifier,
+    webhook_url: Url,
+    register_webhook: bool,
+    webhook_stats: Arc<WebhookStats>,
+    heartbeat: Duration,
+    shutdown: CancellationToken,
     /// The in-process emulator, when no real Vipps is configured.
     emulator: Option<RunningEmulator>,
 }
@@ -35,7 +43,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let store = Store::connect(&config.database_url)
             .await
-            .with_context(|| "connecting to DATABASE_URL")?;
+            .context("connecting to DATABASE_URL")?;
         store.migrate().await.context("migrating the database")?;
         let (vipps_config, emulator) = match &config.vipps {
             VippsTarget::Remote(cfg) => ((**cfg).clone(), None),
@@ -59,17 +67,36 @@ impl Application {
             }
         };
         let vipps = VippsClient::new(vipps_config).context("building the Vipps client")?;
-        let payments = Payments::new(EventLog::new(store), vipps);
+        let log = EventLog::start(store)
+            .await
+            .context("starting the event log")?;
+        let payments = Payments::new(log, vipps.clone());
         let grpc_listener = TcpListener::bind(config.grpc_addr)
             .await
             .with_context(|| format!("binding PAYGATE_GRPC_ADDR {}", config.grpc_addr))?;
         let http_listener = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("binding PAYGATE_HTTP_ADDR {}", config.http_addr))?;
+
+        let webhook_url = match &config.webhook_public_url {
+            Some(url) => url.clone(),
+            None => local_webhook_url(http_listener.local_addr()?)?,
+        };
+        let verifier = Verifier::new(&webhook_url, config.webhook_max_skew);
+        if let Some(secret) = &config.webhook_secret {
+            verifier.set_secrets(vec![secret.expose().to_owned()]);
+        }
         Ok(Self {
             grpc_listener,
             http_listener,
             payments,
+            vipps,
+            verifier,
+            webhook_url,
+            register_webhook: config.webhook_secret.is_none(),
+            webhook_stats: Arc::new(WebhookStats::default()),
+            heartbeat: config.heartbeat,
+            shutdown: CancellationToken::new(),
             emulator,
         })
     }
@@ -91,17 +118,36 @@ impl Application {
         self.emulator.as_ref()
     }
 
+    /// The payment service (tests and tools drive it in-process).
+    pub fn payments(&self) -> &Payments {
+        &self.payments
+    }
+
+    /// Counters of the webhook endpoint.
+    pub fn webhook_stats(&self) -> Arc<WebhookStats> {
+        self.webhook_stats.clone()
+    }
+
     /// Serves gRPC and HTTP until `shutdown` completes, then drains and returns.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let token = CancellationToken::new();
+        let token = self.shutdown.clone();
         let trigger = token.clone();
         tokio::spawn(async move {
             shutdown.await;
             trigger.cancel();
         });
+        if self.register_webhook {
+            tokio::spawn(keep_registered(
+                self.vipps.clone(),
+                self.payments.event_log().store().clone(),
+                self.webhook_url.to_string(),
+                self.verifier.clone(),
+                token.clone(),
+            ));
+        }
 
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(grpc::proto::FILE_DESCRIPTOR_SET)
@@ -111,28 +157,77 @@ impl Application {
             .register_encoded_file_descriptor_set(grpc::proto::FILE_DESCRIPTOR_SET)
             .build_v1alpha()
             .context("building gRPC reflection")?;
-        let grpc_token = token.clone();
+        let streams = StreamSettings {
+            heartbeat: self.heartbeat,
+            shutdown: token.clone(),
+        };
         let grpc = tonic::transport::Server::builder()
             .add_service(reflection)
             .add_service(reflection_alpha)
-            .add_service(PaymentApi::new(self.payments.clone()).into_server())
+            .add_service(PaymentApi::new(self.payments.clone(), streams).into_server())
             .serve_with_incoming_shutdown(
                 TcpListenerStream::new(self.grpc_listener),
-                grpc_token.cancelled_owned(),
+                token.clone().cancelled_owned(),
             );
 
-        let http_token = token.clone();
-        let router = http::router(http::HttpState::new(self.payments.clone()));
+        let ingest = WebhookIngest {
+            verifier: self.verifier.clone(),
+            log: self.payments.event_log().clone(),
+            stats: self.webhook_stats.clone(),
+        };
+        let router = http::router(http::HttpState::new(self.payments.clone(), ingest));
         let http = axum::serve(self.http_listener, router)
-            .with_graceful_shutdown(http_token.cancelled_owned());
+            .with_graceful_shutdown(token.clone().cancelled_owned());
 
-        tracing::info!("paygate is serving");
+        tracing::info!(webhook_url = %self.webhook_url, "paygate is serving");
         let (grpc_result, http_result) = tokio::join!(grpc, async { http.await });
         if let Some(emulator) = self.emulator {
             emulator.shutdown().await;
         }
+        self.payments.event_log().store().close().await;
         grpc_result.context("gRPC server")?;
         http_result.context("HTTP server")?;
         Ok(())
+    }
+}
+
+/// The sidecar's own webhook URL (emulator mode): loopback when listening on all interfaces.
+fn local_webhook_url(addr: SocketAddr) -> anyhow::Result<Url> {
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else {
+        addr.ip().to_string()
+    };
+    Ok(Url::parse(&format!(
+        "http://{host}:{}/webhooks/vipps",
+        addr.port()
+    ))?)
+}
+
+/// Registers the webhook (retrying until it works), then re-checks it now and then so secrets
+/// registered by another replica become known here too.
+async fn keep_registered(
+    vipps: VippsClient,
+    store: Store,
+    url: String,
+    verifier: Verifier,
+    stop: CancellationToken,
+) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match webhooks::ensure_registered(&vipps, &store, &url).await {
+            Ok(secrets) => {
+                verifier.set_secrets(secrets);
+                delay = Duration::from_secs(300);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "webhook registration failed; retrying");
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
     }
 }

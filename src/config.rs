@@ -56,6 +56,14 @@ pub struct Config {
     pub vipps_timeout: Duration,
     /// `VIPPS_RETRY_BUDGET_MS`: total time of one Vipps call, retries included.
     pub vipps_retry_budget: Duration,
+    /// `PAYGATE_WEBHOOK_PUBLIC_URL`: where Vipps posts webhooks (None: the local sidecar, emulator mode).
+    pub webhook_public_url: Option<Url>,
+    /// `VIPPS_WEBHOOK_SECRET`: secret of a webhook registered by hand (skips registration).
+    pub webhook_secret: Option<Secret>,
+    /// `PAYGATE_WEBHOOK_MAX_SKEW_SECS`: how far x-ms-date may be from now.
+    pub webhook_max_skew: Duration,
+    /// `PAYGATE_HEARTBEAT_MS`: heartbeat period of event streams.
+    pub heartbeat: Duration,
 }
 
 /// Every key paygate reads, with its default and meaning (the README's table mirrors this).
@@ -112,6 +120,26 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "where the built-in emulator listens (emulator mode)",
     ),
     ("PAYGATE_LOG_FORMAT", "text", "text or json"),
+    (
+        "PAYGATE_WEBHOOK_PUBLIC_URL",
+        "(emulator mode: the local sidecar)",
+        "public URL Vipps posts webhooks to",
+    ),
+    (
+        "VIPPS_WEBHOOK_SECRET",
+        "(unset: register automatically)",
+        "secret of a webhook registered by hand",
+    ),
+    (
+        "PAYGATE_WEBHOOK_MAX_SKEW_SECS",
+        "300",
+        "how far x-ms-date may be from now",
+    ),
+    (
+        "PAYGATE_HEARTBEAT_MS",
+        "15000",
+        "heartbeat period of StreamPaymentEvents",
+    ),
 ];
 
 impl Config {
@@ -144,17 +172,18 @@ impl Config {
                 .parse()
                 .map_err(|_| invalid(key, "must be an address like 0.0.0.0:50051"))
         };
-        let millis = |key: &'static str, default: u64| -> Result<Duration, ConfigError> {
+        let positive = |key: &'static str, default: u64| -> Result<u64, ConfigError> {
             match get(key) {
-                None => Ok(Duration::from_millis(default)),
+                None => Ok(default),
                 Some(v) => v
                     .parse::<u64>()
                     .ok()
-                    .filter(|ms| *ms > 0)
-                    .map(Duration::from_millis)
-                    .ok_or_else(|| invalid(key, "must be a positive number of milliseconds")),
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| invalid(key, "must be a positive whole number")),
             }
         };
+        let millis =
+            |key: &'static str, default: u64| positive(key, default).map(Duration::from_millis);
         let database_url = get("DATABASE_URL")
             .unwrap_or("sqlite://paygate.db?mode=rwc")
             .to_owned();
@@ -199,6 +228,28 @@ impl Config {
                 VippsTarget::Remote(Box::new(cfg))
             }
         };
+        let webhook_public_url = match get("PAYGATE_WEBHOOK_PUBLIC_URL") {
+            None if matches!(vipps, VippsTarget::Remote(_))
+                && get("VIPPS_WEBHOOK_SECRET").is_none() =>
+            {
+                return Err(invalid(
+                    "PAYGATE_WEBHOOK_PUBLIC_URL",
+                    "is required with VIPPS_BASE_URL: the https URL Vipps posts webhooks to",
+                ))
+            }
+            None => None,
+            Some(u) => Some(
+                Url::parse(u)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "https" | "http") && u.host_str().is_some())
+                    .ok_or_else(|| {
+                        invalid(
+                            "PAYGATE_WEBHOOK_PUBLIC_URL",
+                            "must be an absolute http(s) URL",
+                        )
+                    })?,
+            ),
+        };
         let log_format = match get("PAYGATE_LOG_FORMAT").unwrap_or("text") {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -212,6 +263,10 @@ impl Config {
             log_format,
             vipps_timeout: timeout,
             vipps_retry_budget: budget,
+            webhook_public_url,
+            webhook_secret: get("VIPPS_WEBHOOK_SECRET").map(Secret::new),
+            webhook_max_skew: Duration::from_secs(positive("PAYGATE_WEBHOOK_MAX_SKEW_SECS", 300)?),
+            heartbeat: millis("PAYGATE_HEARTBEAT_MS", 15_000)?,
         })
     }
 }

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::http::header;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -130,7 +131,8 @@ struct LaneKey {
 #[derive(Debug, Clone)]
 struct Job {
     registration: Uuid,
-    body: Vec<u8>,
+    /// Serialised once per event; `Bytes` clones share the buffer.
+    body: Bytes,
 }
 
 #[derive(Debug)]
@@ -220,7 +222,7 @@ impl Dispatcher {
             return;
         }
         let body = match serde_json::to_vec(&Payload { msn, event }) {
-            Ok(body) => body,
+            Ok(body) => Bytes::from(body),
             Err(e) => {
                 tracing::error!(error = %e, "emulator: cannot serialise a webhook payload");
                 return;
@@ -356,7 +358,7 @@ impl Dispatcher {
     }
 
     /// One signed POST; true on 2xx.
-    async fn send(&self, url: &url::Url, secret: &str, body: &[u8]) -> bool {
+    async fn send(&self, url: &url::Url, secret: &str, body: &Bytes) -> bool {
         DeliveryStats::bump(&self.stats.attempted);
         let Some(client) = &self.client else {
             DeliveryStats::bump(&self.stats.failed);
@@ -378,7 +380,7 @@ impl Dispatcher {
             .header(header::AUTHORIZATION, signed.authorization)
             .header(header::HOST, host)
             .header(header::CONTENT_TYPE, "application/json")
-            .body(body.to_vec())
+            .body(body.clone())
             .send()
             .await;
         match result {

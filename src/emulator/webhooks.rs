@@ -62,7 +62,7 @@ impl Registry {
         msn: Option<String>,
         url: url::Url,
         events: Vec<String>,
-    ) -> Result<&Registration, Problem> {
+    ) -> Result<Registration, Problem> {
         for event in &events {
             let taken = self
                 .registrations
@@ -76,20 +76,15 @@ impl Registry {
                 ));
             }
         }
-        self.registrations.push(Registration {
+        let registration = Registration {
             id: Uuid::new_v4(),
             url,
             events,
             secret: new_secret(),
             msn,
-        });
-        self.registrations.last().ok_or_else(|| {
-            Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal error",
-                "registration vanished",
-            )
-        })
+        };
+        self.registrations.push(registration.clone());
+        Ok(registration)
     }
 
     /// Registrations visible to a caller with this MSN header.

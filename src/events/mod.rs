@@ -1,49 +1,63 @@
-//! The durable event log plus live fan-out to subscribers.
+//! The durable event log, group commit, and live fan-out to subscribers.
 //!
-//! The database is the truth; the broadcast channel only wakes live subscribers up faster.
-//! A subscriber that falls behind the channel catches up from the log (see `stream`).
+//! - `writer`: every change goes through one task that commits whatever is pending as ONE
+//!   transaction (group commit), so many concurrent webhooks cost one fsync.
+//! - `feed`: an in-memory window of the newest log entries, in sequence order, filled only from
+//!   committed data (our own commits, or read back from the database when another replica wrote).
+//! - `stream`: one subscriber: replay from the log, then live from the feed, without gap or
+//!   duplicate, heartbeats, and catch-up from the log when it falls behind the window.
+//!
+//! The database is the truth everywhere; the feed and notifications only make it fast.
 
-use std::sync::Arc;
+mod feed;
+mod listener;
+pub mod stream;
+mod writer;
 
-use tokio::sync::broadcast;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::{
-    domain::PaymentEvent,
-    store::{Change, CommitResult, Store, StoreError},
-};
+pub use feed::Feed;
+pub use stream::{Filter, StreamItem};
 
-/// How many events the live channel buffers before a slow subscriber must read from the log.
-const LIVE_BUFFER: usize = 4096;
+use crate::store::{Change, CommitResult, Store, StoreError};
 
-/// Writes changes and announces the events they appended.
+type Job = (Change, oneshot::Sender<Result<CommitResult, StoreError>>);
+
+/// Writes changes (through the group-commit writer) and feeds subscribers.
 #[derive(Clone)]
 pub struct EventLog {
     store: Store,
-    live: broadcast::Sender<Arc<PaymentEvent>>,
+    jobs: mpsc::Sender<Job>,
+    feed: Feed,
 }
 
 impl EventLog {
-    pub fn new(store: Store) -> Self {
-        let (live, _) = broadcast::channel(LIVE_BUFFER);
-        Self { store, live }
+    /// Starts the writer and the feed (and, on PostgreSQL, the cross-replica listener).
+    pub async fn start(store: Store) -> Result<Self, StoreError> {
+        let feed = Feed::start(store.clone()).await?;
+        let (jobs, queue) = mpsc::channel(writer::QUEUE);
+        tokio::spawn(writer::run(store.clone(), queue, feed.clone()));
+        listener::spawn(store.clone(), feed.clone());
+        Ok(Self { store, jobs, feed })
     }
 
     pub fn store(&self) -> &Store {
         &self.store
     }
 
-    /// Commits a change, then announces each appended event to live subscribers.
-    pub async fn commit(&self, change: Change) -> Result<CommitResult, StoreError> {
-        let result = self.store.commit(change).await?;
-        for event in &result.appended {
-            // No receivers is fine: nobody is listening live.
-            let _ = self.live.send(Arc::new(event.clone()));
-        }
-        Ok(result)
+    pub fn feed(&self) -> &Feed {
+        &self.feed
     }
 
-    /// A receiver of events committed from now on, in sequence order.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<PaymentEvent>> {
-        self.live.subscribe()
+    /// Commits a change durably (grouped with concurrent ones) and returns what it did.
+    pub async fn commit(&self, change: Change) -> Result<CommitResult, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send((change, reply))
+            .await
+            .map_err(|_| StoreError::Unavailable("the event writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the event writer has stopped".into()))?
     }
 }

@@ -6,4 +6,4 @@ pub mod proto;
 mod status;
 mod validate;
 
-pub use payment_service::PaymentApi;
+pub use payment_service::{PaymentApi, StreamSettings};

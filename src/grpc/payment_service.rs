@@ -7,17 +7,31 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use super::{convert, proto, status::to_status, validate};
-use crate::payments::Payments;
+use crate::{
+    events::{stream, StreamItem},
+    payments::Payments,
+};
+use tokio_stream::{wrappers::ReceiverStream, StreamExt as _};
+
+/// How event streams behave.
+#[derive(Clone)]
+pub struct StreamSettings {
+    /// Period of heartbeats on an idle stream.
+    pub heartbeat: std::time::Duration,
+    /// Fires at shutdown: streams end with UNAVAILABLE so clients reconnect with their cursor.
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
 
 /// The tonic service over the payment lifecycle.
 #[derive(Clone)]
 pub struct PaymentApi {
     payments: Payments,
+    streams: StreamSettings,
 }
 
 impl PaymentApi {
-    pub fn new(payments: Payments) -> Self {
-        Self { payments }
+    pub fn new(payments: Payments, streams: StreamSettings) -> Self {
+        Self { payments, streams }
     }
 
     pub fn into_server(self) -> proto::payment_service_server::PaymentServiceServer<Self> {
@@ -156,10 +170,35 @@ impl proto::payment_service_server::PaymentService for PaymentApi {
 
     async fn stream_payment_events(
         &self,
-        _request: Request<proto::StreamPaymentEventsRequest>,
+        request: Request<proto::StreamPaymentEventsRequest>,
     ) -> Result<Response<Self::StreamPaymentEventsStream>, Status> {
-        Err(Status::unimplemented(
-            "StreamPaymentEvents arrives with the webhooks issue",
-        ))
+        let filter = validate::stream_filter(request.get_ref()).map_err(to_status)?;
+        let log = self.payments.event_log();
+        let items = stream::subscribe(
+            log.feed().clone(),
+            log.store().clone(),
+            filter,
+            self.streams.heartbeat,
+            self.streams.shutdown.clone(),
+        );
+        let out = ReceiverStream::new(items).map(|item| match item {
+            Ok(StreamItem::Event(event)) => Ok(proto::StreamPaymentEventsResponse {
+                kind: Some(proto::stream_payment_events_response::Kind::Event(
+                    convert::event(&event),
+                )),
+            }),
+            Ok(StreamItem::Heartbeat { sequence, time }) => {
+                Ok(proto::StreamPaymentEventsResponse {
+                    kind: Some(proto::stream_payment_events_response::Kind::Heartbeat(
+                        proto::Heartbeat {
+                            sequence,
+                            time: Some(convert::timestamp(time)),
+                        },
+                    )),
+                })
+            }
+            Err(e) => Err(to_status(e)),
+        });
+        Ok(Response::new(Box::pin(out)))
     }
 }

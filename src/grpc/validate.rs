@@ -307,3 +307,54 @@ pub fn cancel(
     let command = (|| Some((reference?, key?)))();
     v.finish(command)
 }
+
+pub fn stream_filter(
+    req: &proto::StreamPaymentEventsRequest,
+) -> Result<crate::events::Filter, PaygateError> {
+    let mut v = Violations::default();
+    if req.references.len() > 1000 {
+        v.add("references", "at most 1000 references per stream");
+    }
+    for (i, r) in req.references.iter().enumerate() {
+        if r.is_empty() || r.len() > 64 {
+            v.add(format!("references[{i}]"), "must be 1 to 64 characters");
+        }
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, n) in req.names.iter().enumerate() {
+        match proto::PaymentEventName::try_from(*n)
+            .ok()
+            .and_then(event_name)
+        {
+            Some(name) => {
+                names.insert(name);
+            }
+            None => v.add(
+                format!("names[{i}]"),
+                "must be a known PAYMENT_EVENT_NAME_* value",
+            ),
+        }
+    }
+    let filter = crate::events::Filter {
+        references: req.references.iter().cloned().collect(),
+        names,
+        after_sequence: req.after_sequence,
+    };
+    v.finish(Some(filter))
+}
+
+fn event_name(n: proto::PaymentEventName) -> Option<crate::domain::EventName> {
+    use crate::domain::EventName;
+    Some(match n {
+        proto::PaymentEventName::Unspecified => return None,
+        proto::PaymentEventName::Created => EventName::Created,
+        proto::PaymentEventName::Authorized => EventName::Authorized,
+        proto::PaymentEventName::Aborted => EventName::Aborted,
+        proto::PaymentEventName::Expired => EventName::Expired,
+        proto::PaymentEventName::Cancelled => EventName::Cancelled,
+        proto::PaymentEventName::Captured => EventName::Captured,
+        proto::PaymentEventName::Refunded => EventName::Refunded,
+        proto::PaymentEventName::Terminated => EventName::Terminated,
+        proto::PaymentEventName::ProfileShared => EventName::ProfileShared,
+    })
+}

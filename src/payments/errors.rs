@@ -10,8 +10,9 @@ impl From<StoreError> for PaygateError {
             StoreError::ReferenceTaken(r) => PaygateError::AlreadyExists(format!(
                 "reference {r} is already used by another payment request"
             )),
+            StoreError::SecondWriter(why) => PaygateError::Unavailable(why),
             StoreError::Corrupt(why) => PaygateError::Internal(format!("stored data: {why}")),
-            StoreError::Db(_) | StoreError::Sqlx(_) => {
+            StoreError::Db(_) | StoreError::Sqlx(_) | StoreError::Unavailable(_) => {
                 tracing::error!(error = %e, "database failure");
                 PaygateError::Unavailable("the database is unavailable; retry later".into())
             }

@@ -11,7 +11,7 @@ mod create;
 mod errors;
 mod modify;
 mod refresh;
-mod upstream;
+pub(crate) mod upstream;
 
 use crate::{events::EventLog, store::Store, vipps::VippsClient};
 

@@ -55,66 +55,39 @@ pub struct CommitResult {
 impl Store {
     /// Records a change atomically: payment, new events and the operation outcome.
     pub async fn commit(&self, change: Change) -> Result<CommitResult, StoreError> {
+        let mut results = self.commit_batch(vec![change]).await?;
+        results
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("empty commit result".into()))
+    }
+
+    /// Records several changes in ONE transaction (group commit: one fsync for all), in order;
+    /// a later change sees the earlier ones. On PostgreSQL the commit also notifies the other
+    /// replicas that the log grew.
+    pub async fn commit_batch(
+        &self,
+        changes: Vec<Change>,
+    ) -> Result<Vec<CommitResult>, StoreError> {
         let w = self.begin_write().await?;
-        let db = &w.txn;
-        let loaded = payments::load(db, &change.reference).await?;
-        let confirmed = change.confirm || loaded.as_ref().is_some_and(|(_, c)| *c);
-        let mut payment = loaded.map(|(p, _)| p);
-
-        if let (Some(p), Some(remote)) = (payment.as_mut(), change.remote.as_ref()) {
-            p.merge_remote(remote.state, remote.aggregate, &remote.psp_reference);
-            if remote.redirect_url.is_some() {
-                p.redirect_url.clone_from(&remote.redirect_url);
-            }
-            if remote.profile_sub.is_some() {
-                p.profile_sub.clone_from(&remote.profile_sub);
-            }
+        let mut results = Vec::with_capacity(changes.len());
+        for change in changes {
+            results.push(apply(&w.txn, change).await?);
         }
-
-        let mut appended = Vec::new();
-        if !change.events.is_empty() {
-            let mut totals = log_totals(db, &change.reference).await?;
-            for ev in change.events {
-                let key = ev.dedupe_key();
-                if is_recorded(db, &key).await? {
-                    continue;
-                }
-                totals = totals.with_event(&ev);
-                if let Some(p) = payment.as_mut() {
-                    p.apply(&ev, totals);
-                }
-                let sequence = append(db, &key, &ev, payment.as_ref()).await?;
-                appended.push(PaymentEvent {
-                    sequence,
-                    event: ev,
-                    payment: payment.clone(),
-                });
-            }
-        }
-
-        if let Some(p) = &payment {
-            if change.discard_payment {
-                payments::delete(db, p.reference.as_str()).await?;
-            } else {
-                payments::update(db, p, confirmed).await?;
-            }
-        }
-        if let Some((id, finish)) = change.finish {
-            let (status, outcome) = match finish {
-                Finish::Succeeded => (
-                    OperationStatus::Succeeded,
-                    serde_json::to_value(&payment)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                ),
-                Finish::Rejected(why) => (OperationStatus::Rejected, why),
-            };
-            operations::finish(db, id, status, &outcome).await?;
+        let latest = results
+            .iter()
+            .flat_map(|r| r.appended.last())
+            .map(|e| e.sequence)
+            .max();
+        if let (Some(latest), sea_orm::DbBackend::Postgres) = (latest, self.backend) {
+            w.txn
+                .execute_unprepared(&format!(
+                    "SELECT pg_notify('{}', '{latest}')",
+                    super::NOTIFY_CHANNEL
+                ))
+                .await?;
         }
         w.txn.commit().await?;
-        if change.discard_payment {
-            payment = None;
-        }
-        Ok(CommitResult { payment, appended })
+        Ok(results)
     }
 
     /// One payment's events in log order.
@@ -217,3 +190,63 @@ async fn append<C: ConnectionTrait>(
     u64::try_from(sequence).map_err(|_| StoreError::Corrupt(format!("sequence {sequence}")))
 }
 // x
+
+/// Applies one change inside an open write transaction.
+async fn apply<C: ConnectionTrait>(db: &C, change: Change) -> Result<CommitResult, StoreError> {
+    let loaded = payments::load(db, &change.reference).await?;
+    let confirmed = change.confirm || loaded.as_ref().is_some_and(|(_, c)| *c);
+    let mut payment = loaded.map(|(p, _)| p);
+
+    if let (Some(p), Some(remote)) = (payment.as_mut(), change.remote.as_ref()) {
+        p.merge_remote(remote.state, remote.aggregate, &remote.psp_reference);
+        if remote.redirect_url.is_some() {
+            p.redirect_url.clone_from(&remote.redirect_url);
+        }
+        if remote.profile_sub.is_some() {
+            p.profile_sub.clone_from(&remote.profile_sub);
+        }
+    }
+
+    let mut appended = Vec::new();
+    if !change.events.is_empty() {
+        let mut totals = log_totals(db, &change.reference).await?;
+        for ev in change.events {
+            let key = ev.dedupe_key();
+            if is_recorded(db, &key).await? {
+                continue;
+            }
+            totals = totals.with_event(&ev);
+            if let Some(p) = payment.as_mut() {
+                p.apply(&ev, totals);
+            }
+            let sequence = append(db, &key, &ev, payment.as_ref()).await?;
+            appended.push(PaymentEvent {
+                sequence,
+                event: ev,
+                payment: payment.clone(),
+            });
+        }
+    }
+
+    if let Some(p) = &payment {
+        if change.discard_payment {
+            payments::delete(db, p.reference.as_str()).await?;
+        } else {
+            payments::update(db, p, confirmed).await?;
+        }
+    }
+    if let Some((id, finish)) = change.finish {
+        let (status, outcome) = match finish {
+            Finish::Succeeded => (
+                OperationStatus::Succeeded,
+                serde_json::to_value(&payment).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            ),
+            Finish::Rejected(why) => (OperationStatus::Rejected, why),
+        };
+        operations::finish(db, id, status, &outcome).await?;
+    }
+    if change.discard_payment {
+        payment = None;
+    }
+    Ok(CommitResult { payment, appended })
+}

@@ -12,7 +12,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(Initial)]
+        vec![Box::new(Initial), Box::new(WebhookSecrets)]
     }
 }
 
@@ -126,6 +126,33 @@ impl MigrationTrait for Initial {
         for sql in specific.iter().chain(COMMON) {
             db.execute_unprepared(sql).await?;
         }
+        Ok(())
+    }
+}
+
+/// Webhook registrations paygate holds the secret for, shared by every replica.
+struct WebhookSecrets;
+
+impl MigrationName for WebhookSecrets {
+    fn name(&self) -> &str {
+        "m0002_webhook_secrets"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for WebhookSecrets {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE TABLE webhook_secrets (
+                    id VARCHAR(64) PRIMARY KEY,
+                    url TEXT NOT NULL,
+                    secret TEXT NOT NULL,
+                    created_ms BIGINT NOT NULL
+                )",
+            )
+            .await?;
         Ok(())
     }
 }

@@ -11,7 +11,8 @@
 //! is drawn only while holding the lock, and the lock is released only after the commit is
 //! visible, so commit order equals sequence order. SQLite has a single writer by construction;
 //! paygate additionally serializes its own writes with an in-process mutex so that concurrent
-//! transactions never fail with SQLITE_BUSY.
+//! transactions never fail with SQLITE_BUSY: EVERY write in this module goes through
+//! `begin_write`, and the `.lock` file keeps other processes out.
 
 mod convert;
 mod entities;
@@ -19,6 +20,7 @@ mod events;
 mod migration;
 mod operations;
 mod payments;
+mod webhook_secrets;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
@@ -35,6 +37,10 @@ use tokio::sync::{Mutex, MutexGuard};
 
 pub use events::{Change, CommitResult, Finish, RemoteView};
 pub use operations::StartOutcome;
+pub use webhook_secrets::StoredWebhook;
+
+/// The PostgreSQL NOTIFY channel that tells replicas the event log grew (payload: latest sequence).
+pub const NOTIFY_CHANNEL: &str = "paygate_events";
 
 /// The advisory lock key that orders event-log appends on PostgreSQL ("pg" "lg" in ASCII).
 const EVENT_LOG_LOCK: i64 = 0x7067_6c67;
@@ -46,10 +52,15 @@ pub enum StoreError {
     Db(#[from] DbErr),
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
+    #[error("{0}")]
+    SecondWriter(String),
     #[error("reference {0} is already used by another payment")]
     ReferenceTaken(String),
     #[error("stored data cannot be read: {0}")]
     Corrupt(String),
+    /// A batched commit failed; every change in the batch gets this.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// The database and how to write to it safely.
@@ -59,6 +70,10 @@ pub struct Store {
     backend: DbBackend,
     /// SQLite only: one writer at a time inside this process.
     write_lock: Option<Arc<Mutex<()>>>,
+    /// SQLite only: an exclusive lock on `<database>.lock`, held while the store lives, so a
+    /// second paygate on the same file is refused instead of interleaving writers.
+    writer_lock: Arc<std::sync::Mutex<Option<std::fs::File>>>,
+    closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Store {
@@ -66,7 +81,9 @@ impl Store {
     /// `synchronous=FULL`: a committed write survives a power cut.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)?
+            let options = SqliteConnectOptions::from_str(url)?;
+            let writer_lock = lock_single_writer(options.get_filename())?;
+            let options = options
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
@@ -80,6 +97,8 @@ impl Store {
                 db: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
                 backend: DbBackend::Sqlite,
                 write_lock: Some(Arc::new(Mutex::new(()))),
+                writer_lock: Arc::new(std::sync::Mutex::new(writer_lock)),
+                closed: Arc::default(),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url)?;
@@ -92,6 +111,8 @@ impl Store {
                 db: SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
                 backend: DbBackend::Postgres,
                 write_lock: None,
+                writer_lock: Arc::default(),
+                closed: Arc::default(),
             })
         } else {
             Err(StoreError::Corrupt(
@@ -106,6 +127,23 @@ impl Store {
         Ok(())
     }
 
+    /// Closes the connections and releases the single-writer lock (at shutdown), so another
+    /// paygate can take over the SQLite file at once.
+    pub async fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Err(e) = self.db.clone().close().await {
+            tracing::warn!(error = %e, "closing the database");
+        }
+        if let Ok(mut lock) = self.writer_lock.lock() {
+            lock.take();
+        }
+    }
+
+    /// Whether `close` was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Answers whether the database responds.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.db.ping().await?;
@@ -114,6 +152,14 @@ impl Store {
 
     pub fn backend(&self) -> DbBackend {
         self.backend
+    }
+
+    /// The PostgreSQL pool, for LISTEN (None on SQLite).
+    pub fn postgres_pool(&self) -> Option<sqlx::PgPool> {
+        match self.backend {
+            DbBackend::Postgres => Some(self.db.get_postgres_connection_pool().clone()),
+            _ => None,
+        }
     }
 
     /// Starts a write transaction holding the write ordering lock (see the module comment).
@@ -135,6 +181,28 @@ impl Store {
 struct WriteTxn<'a> {
     txn: DatabaseTransaction,
     _guard: Option<MutexGuard<'a, ()>>,
+}
+
+/// Takes the single-writer lock next to a SQLite database file (none for in-memory databases).
+fn lock_single_writer(db: &std::path::Path) -> Result<Option<std::fs::File>, StoreError> {
+    let name = db.to_string_lossy();
+    if name.is_empty() || name.contains(":memory:") {
+        return Ok(None);
+    }
+    let path = format!("{name}.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::SecondWriter(format!("cannot open {path}: {e}")))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(_) => Err(StoreError::SecondWriter(format!(
+            "another paygate already uses the SQLite database {name}: SQLite allows one paygate \
+             replica; use PostgreSQL (DATABASE_URL=postgres://…) to run several"
+        ))),
+    }
 }
 
 pub(crate) fn now_ms() -> i64 {

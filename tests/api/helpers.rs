@@ -328,3 +328,117 @@ pub fn bad_fields(status: &tonic::Status) -> Vec<String> {
         .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
         .unwrap_or_default()
 }
+
+pub const WEBHOOK_SECRET: &str = "test-webhook-secret-0123456789";
+
+/// IMF-fixdate, as Vipps sends in x-ms-date.
+pub fn http_date(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+/// A webhook body as Vipps sends it.
+pub fn webhook_body(
+    reference: &str,
+    name: &str,
+    psp: &str,
+    value: i64,
+    key: Option<&str>,
+) -> String {
+    serde_json::json!({
+        "msn": "123456",
+        "reference": reference,
+        "pspReference": psp,
+        "name": name,
+        "amount": {"currency": "NOK", "value": value},
+        "timestamp": chrono::Utc::now().to_rfc3339(),
+        "idempotencyKey": key,
+        "success": true,
+    })
+    .to_string()
+}
+
+impl TestApp {
+    /// Posts a webhook signed with `secret` for this app's sidecar URL at time `date`.
+    pub async fn post_webhook_signed(
+        &self,
+        secret: &str,
+        body: &str,
+        date: &str,
+    ) -> reqwest::StatusCode {
+        let url = url::Url::parse(&format!("{}/webhooks/vipps", self.http_url)).unwrap();
+        let host = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
+        let signed =
+            paygate::webhooks::signature::sign(secret, url.path(), &host, date, body.as_bytes());
+        self.http
+            .post(url)
+            .header("x-ms-date", date)
+            .header("x-ms-content-sha256", signed.content_hash)
+            .header("Authorization", signed.authorization)
+            .header("Content-Type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    /// Posts a webhook signed with the test secret, dated now.
+    pub async fn post_webhook(&self, body: &str) -> reqwest::StatusCode {
+        self.post_webhook_signed(WEBHOOK_SECRET, body, &http_date(chrono::Utc::now()))
+            .await
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Opens StreamPaymentEvents.
+    pub async fn subscribe(
+        &mut self,
+        after: Option<u64>,
+        references: &[&str],
+    ) -> tonic::Streaming<proto::StreamPaymentEventsResponse> {
+        self.client
+            .stream_payment_events(proto::StreamPaymentEventsRequest {
+                references: references.iter().map(|r| (*r).to_owned()).collect(),
+                names: vec![],
+                after_sequence: after,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+}
+
+/// The next event on a stream, skipping heartbeats; panics if none arrives within 20 s (a
+/// bound against hanging, not a timing assertion).
+pub async fn next_event(
+    stream: &mut tonic::Streaming<proto::StreamPaymentEventsResponse>,
+) -> proto::PaymentEvent {
+    let deadline = std::time::Duration::from_secs(20);
+    loop {
+        let item = tokio::time::timeout(deadline, stream.message())
+            .await
+            .expect("an event within the bound")
+            .expect("stream is healthy")
+            .expect("stream still open");
+        if let Some(proto::stream_payment_events_response::Kind::Event(e)) = item.kind {
+            return e;
+        }
+    }
+}
+
+/// Polls `check` until it is true (bounded: 20 s), for effects that arrive asynchronously.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..400 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("never happened: {what}");
+}

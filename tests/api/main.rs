@@ -5,4 +5,6 @@ mod faults;
 mod helpers;
 mod idempotency;
 mod lifecycle;
+mod streams;
 mod validation;
+mod webhooks;

@@ -3,3 +3,4 @@
 pub mod event;
 pub mod operation;
 pub mod payment;
+pub mod webhook_secret;

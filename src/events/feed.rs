@@ -1,0 +1,170 @@
+//! The newest part of the event log, in memory, complete and in sequence order.
+//!
+//! Invariant: the window holds every event with `floor < sequence <= last`, in order. It only
+//! ever takes committed events: our own (straight from the writer when they follow `last`
+//! directly) or events read back from the database (anything else: another replica's, or after a
+//! gap). Reading back is always safe because the log becomes visible in sequence order (see
+//! `store`), so once sequence N is visible nothing below N can still appear.
+
+use std::{collections::VecDeque, sync::Arc, time::Duration};
+
+use tokio::sync::{watch, Mutex};
+
+use crate::{
+    domain::PaymentEvent,
+    store::{Store, StoreError},
+};
+
+/// How many recent events stay in memory for live subscribers.
+const WINDOW: usize = 16_384;
+/// Events read from the database per query when catching up.
+const PAGE: u64 = 1_000;
+
+struct Window {
+    events: VecDeque<Arc<PaymentEvent>>,
+    /// Every event above `floor` up to `last` is in `events`.
+    floor: u64,
+    last: u64,
+}
+
+struct Inner {
+    window: std::sync::RwLock<Window>,
+    latest: watch::Sender<u64>,
+    store: Store,
+    /// One catch-up at a time.
+    catching_up: Mutex<()>,
+}
+
+/// Handle to the in-memory window; cheap to clone.
+#[derive(Clone)]
+pub struct Feed {
+    inner: Arc<Inner>,
+}
+
+impl Feed {
+    /// Starts empty at the log's current end.
+    pub async fn start(store: Store) -> Result<Self, StoreError> {
+        let last = store.latest_sequence().await?;
+        let (latest, _) = watch::channel(last);
+        let feed = Self {
+            inner: Arc::new(Inner {
+                window: std::sync::RwLock::new(Window {
+                    events: VecDeque::new(),
+                    floor: last,
+                    last,
+                }),
+                latest,
+                store,
+                catching_up: Mutex::new(()),
+            }),
+        };
+        // A safety net for missed notifications: look at the log now and then.
+        let poller = feed.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if Arc::strong_count(&poller.inner) == 1 || poller.inner.store.is_closed() {
+                    return;
+                }
+                poller.catch_up().await;
+            }
+        });
+        Ok(feed)
+    }
+
+    /// The highest sequence in the window (everything up to it is committed and known).
+    pub fn latest(&self) -> u64 {
+        *self.inner.latest.borrow()
+    }
+
+    /// Wakes when `latest` moves.
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.inner.latest.subscribe()
+    }
+
+    /// Takes events our writer just committed. If they do not follow the window directly
+    /// (another replica wrote in between), the window is filled from the database instead.
+    pub fn offer<'a>(&self, committed: impl Iterator<Item = &'a PaymentEvent>) {
+        let mut gap = false;
+        let mut last = None;
+        if let Ok(mut w) = self.inner.window.write() {
+            for event in committed {
+                if event.sequence <= w.last {
+                    continue;
+                }
+                if event.sequence != w.last + 1 {
+                    gap = true;
+                    break;
+                }
+                w.push(Arc::new(event.clone()));
+                last = Some(w.last);
+            }
+        }
+        if let Some(last) = last {
+            self.inner.latest.send_replace(last);
+        }
+        if gap {
+            let feed = self.clone();
+            tokio::spawn(async move { feed.catch_up().await });
+        }
+    }
+
+    /// Reads whatever the database has beyond the window into it.
+    pub async fn catch_up(&self) {
+        let _one = self.inner.catching_up.lock().await;
+        loop {
+            let after = self.window_last();
+            let page = match self.inner.store.events_after(after, PAGE).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the event log failed; will retry");
+                    return;
+                }
+            };
+            let full = page.len() as u64 == PAGE;
+            let mut last = None;
+            if let Ok(mut w) = self.inner.window.write() {
+                for event in page {
+                    if event.sequence > w.last {
+                        w.push(Arc::new(event));
+                        last = Some(w.last);
+                    }
+                }
+            }
+            if let Some(last) = last {
+                self.inner.latest.send_replace(last);
+            }
+            if !full {
+                return;
+            }
+        }
+    }
+
+    fn window_last(&self) -> u64 {
+        self.inner.window.read().map(|w| w.last).unwrap_or(0)
+    }
+
+    /// Up to `max` events after `cursor` from memory, or None when `cursor` is older than the
+    /// window (the caller then reads the database).
+    pub fn read_after(&self, cursor: u64, max: usize) -> Option<Vec<Arc<PaymentEvent>>> {
+        let w = self.inner.window.read().ok()?;
+        if cursor < w.floor {
+            return None;
+        }
+        let start = w.events.partition_point(|e| e.sequence <= cursor);
+        Some(w.events.iter().skip(start).take(max).cloned().collect())
+    }
+}
+
+impl Window {
+    fn push(&mut self, event: Arc<PaymentEvent>) {
+        self.last = event.sequence;
+        self.events.push_back(event);
+        while self.events.len() > WINDOW {
+            if let Some(old) = self.events.pop_front() {
+                self.floor = old.sequence;
+            }
+        }
+    }
+}

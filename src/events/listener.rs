@@ -1,0 +1,32 @@
+//! PostgreSQL only: LISTEN for other replicas' commits and pull them into the feed.
+//! The notification is only a wake-up; the events themselves are read from the log.
+
+use std::time::Duration;
+
+use super::Feed;
+use crate::store::{Store, NOTIFY_CHANNEL};
+
+pub fn spawn(store: Store, feed: Feed) {
+    let Some(pool) = store.postgres_pool() else {
+        return;
+    };
+    tokio::spawn(async move {
+        while !store.is_closed() {
+            match sqlx::postgres::PgListener::connect_with(&pool).await {
+                Ok(mut listener) => {
+                    if let Err(e) = listener.listen(NOTIFY_CHANNEL).await {
+                        tracing::warn!(error = %e, "LISTEN failed");
+                    } else {
+                        // Anything committed while we were not listening.
+                        feed.catch_up().await;
+                        while listener.recv().await.is_ok() && !store.is_closed() {
+                            feed.catch_up().await;
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot connect the event listener"),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+}

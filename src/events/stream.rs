@@ -1,0 +1,124 @@
+//! One subscriber of StreamPaymentEvents.
+//!
+//! The subscriber keeps a cursor: the sequence up to which it has seen (or filtered out) every
+//! event. It reads forward from the cursor — from the in-memory feed when the cursor is inside
+//! its window, from the database otherwise — so replay, the switch to live, and catching up
+//! after falling behind are the same loop: no gap and no duplicate at any seam.
+//! It writes into a small bounded channel: a slow client slows only its own task, and memory
+//! per subscriber is bounded by that channel plus one page.
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::Feed;
+use crate::{
+    domain::{EventName, PaygateError, PaymentEvent},
+    store::Store,
+};
+
+/// Items buffered per subscriber before its task waits for the client.
+const CHANNEL: usize = 64;
+/// Events read per step.
+const PAGE: usize = 500;
+
+/// Which events a subscriber wants.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Empty: every payment.
+    pub references: HashSet<String>,
+    /// Empty: every name.
+    pub names: HashSet<EventName>,
+    /// None: live only; Some(n): every event after n, then live.
+    pub after_sequence: Option<u64>,
+}
+
+impl Filter {
+    fn wants(&self, e: &PaymentEvent) -> bool {
+        (self.references.is_empty() || self.references.contains(&e.event.reference))
+            && (self.names.is_empty() || self.names.contains(&e.event.name))
+    }
+}
+
+/// What a subscriber receives.
+#[derive(Debug, Clone)]
+pub enum StreamItem {
+    Event(Arc<PaymentEvent>),
+    /// Every event up to `sequence` has been delivered or filtered out: a safe checkpoint.
+    Heartbeat {
+        sequence: u64,
+        time: DateTime<Utc>,
+    },
+}
+
+/// Starts a subscriber task; its items arrive on the returned channel until the client goes
+/// away, or `shutdown` fires (then a final `Unavailable` tells the client to reconnect).
+pub fn subscribe(
+    feed: Feed,
+    store: Store,
+    filter: Filter,
+    heartbeat: Duration,
+    shutdown: CancellationToken,
+) -> mpsc::Receiver<Result<StreamItem, PaygateError>> {
+    let (tx, rx) = mpsc::channel(CHANNEL);
+    tokio::spawn(async move {
+        let mut cursor = filter.after_sequence.unwrap_or_else(|| feed.latest());
+        let mut latest = feed.watch();
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+        loop {
+            latest.borrow_and_update();
+            // Deliver everything after the cursor that is known now.
+            loop {
+                let page = match feed.read_after(cursor, PAGE) {
+                    Some(page) => page,
+                    None => match store.events_after(cursor, PAGE as u64).await {
+                        Ok(page) => page.into_iter().map(Arc::new).collect(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "subscriber cannot read the log");
+                            let _ = tx
+                                .send(Err(PaygateError::Unavailable(
+                                    "the event log is unavailable; reconnect with after_sequence"
+                                        .into(),
+                                )))
+                                .await;
+                            return;
+                        }
+                    },
+                };
+                let Some(last) = page.last().map(|e| e.sequence) else {
+                    break;
+                };
+                for event in page {
+                    if filter.wants(&event) && tx.send(Ok(StreamItem::Event(event))).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                cursor = last;
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    let _ = tx.send(Err(PaygateError::Unavailable(
+                        "paygate is shutting down; reconnect with after_sequence".into(),
+                    ))).await;
+                    return;
+                }
+                changed = latest.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                _ = tick.tick() => {
+                    let beat = StreamItem::Heartbeat { sequence: cursor, time: Utc::now() };
+                    if tx.send(Ok(beat)).await.is_err() {
+                        return;
+                    }
+                }
+                () = tx.closed() => return,
+            }
+        }
+    });
+    rx
+}

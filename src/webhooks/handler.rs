@@ -1,0 +1,145 @@
+//! `POST /webhooks/vipps`: raw body → verify → parse → commit → 2xx.
+//!
+//! The answer is 2xx only after the event is durably committed: Vipps retries anything else for
+//! up to 7 days, so a crash before the commit loses nothing.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+};
+
+use axum::{
+    body::Bytes,
+    extract::{rejection::BytesRejection, State},
+    http::{HeaderMap, StatusCode},
+};
+use chrono::Utc;
+use tracing::Instrument;
+
+use super::verifier::{SignedRequest, Verifier};
+use crate::{
+    domain::{EventSource, NewEvent},
+    events::EventLog,
+    payments::upstream,
+    vipps::models,
+};
+
+/// Counters of the webhook endpoint.
+#[derive(Debug, Default)]
+pub struct WebhookStats {
+    pub received: AtomicU64,
+    pub accepted: AtomicU64,
+    pub duplicate: AtomicU64,
+    pub rejected: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl WebhookStats {
+    fn reject(&self, reason: &'static str) {
+        if let Ok(mut r) = self.rejected.lock() {
+            *r.entry(reason).or_default() += 1;
+        }
+    }
+
+    pub fn rejected(&self, reason: &str) -> u64 {
+        self.rejected
+            .lock()
+            .ok()
+            .and_then(|r| r.get(reason).copied())
+            .unwrap_or(0)
+    }
+}
+
+/// What the webhook endpoint needs.
+#[derive(Clone)]
+pub struct WebhookIngest {
+    pub verifier: Verifier,
+    pub log: EventLog,
+    pub stats: Arc<WebhookStats>,
+}
+
+type Answer = (StatusCode, &'static str);
+
+pub async fn receive(
+    State(ingest): State<WebhookIngest>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    ingest.stats.received.fetch_add(1, Ordering::Relaxed);
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            ingest.stats.reject("too_large");
+            return (rejection.status(), "body too large or unreadable");
+        }
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let request = SignedRequest {
+        date: header("x-ms-date"),
+        content_sha256: header("x-ms-content-sha256"),
+        // Some proxies strip Authorization; Vipps' own plugin accepts this copy too.
+        authorization: header("authorization").or_else(|| header("x-vipps-authorization")),
+    };
+    if let Err(e) = ingest.verifier.verify(&request, &body, Utc::now()) {
+        ingest.stats.reject(e.reason());
+        tracing::info!(reason = e.reason(), "webhook rejected");
+        return match e {
+            super::VerifyError::NoSecret => (StatusCode::SERVICE_UNAVAILABLE, "not ready"),
+            _ => (StatusCode::UNAUTHORIZED, "signature or date invalid"),
+        };
+    }
+    let event = match parse(&body) {
+        Ok(event) => event,
+        Err(why) => {
+            ingest.stats.reject("malformed");
+            return (StatusCode::BAD_REQUEST, why);
+        }
+    };
+    let span =
+        tracing::info_span!("webhook", reference = %event.reference, name = event.name.as_str());
+    async move {
+        let change = crate::store::Change {
+            reference: event.reference.clone(),
+            events: vec![event],
+            confirm: true,
+            ..Default::default()
+        };
+        match ingest.log.commit(change).await {
+            Ok(result) if result.appended.is_empty() => {
+                ingest.stats.duplicate.fetch_add(1, Ordering::Relaxed);
+                (StatusCode::OK, "duplicate")
+            }
+            Ok(result) => {
+                ingest.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                if result.payment.is_none() {
+                    tracing::info!("webhook for a payment paygate does not know; stored");
+                }
+                (StatusCode::OK, "accepted")
+            }
+            Err(e) => {
+                ingest.stats.reject("store_unavailable");
+                tracing::error!(error = %e, "webhook not stored; Vipps will retry");
+                (StatusCode::SERVICE_UNAVAILABLE, "not stored, retry later")
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// The ePayment webhook body as an event, with lengths bounded for storage.
+fn parse(body: &[u8]) -> Result<NewEvent, &'static str> {
+    let raw: models::PaymentEvent =
+        serde_json::from_slice(body).map_err(|_| "body is not an ePayment webhook event")?;
+    let in_bounds = |s: &str, max: usize| !s.is_empty() && s.len() <= max;
+    if !in_bounds(&raw.reference, 64) || raw.psp_reference.len() > 64 {
+        return Err("reference or pspReference missing or too long");
+    }
+    if raw.idempotency_key.as_deref().is_some_and(|k| k.len() > 50) {
+        return Err("idempotencyKey too long");
+    }
+    upstream::event(&raw, EventSource::Webhook)
+        .map_err(|_| "unknown event name, currency or timestamp")
+}
