@@ -101,7 +101,7 @@ INVALID_EXAMPLES: dict[str, dict[str, Any]] = {
     "unknown top-level key": {"replicas": 3},
     "log format xml": {"config": {"logFormat": "xml"}},
     "negative port": {"ports": {"grpc": -1}},
-    "webhook URL over plain http": {"webhook": {"publicUrl": "http://pay.example.com/webhooks/vipps"}},
+    "webhook URL without a scheme": {"webhook": {"publicUrl": "pay.example.com/webhooks/vipps"}},
 }
 
 
@@ -399,7 +399,7 @@ class Checker:
         uses: dict[tuple[str, ...], tuple[str, int]] = {}
         for name, text in self.templates.items():
             where = self.rel(self.chart / "templates" / name)
-            for m in re.finditer(r"\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)*)((?:\s+\"[^\"]+\")*)", text):
+            for m in re.finditer(r"\.Values(?![A-Za-z0-9_])((?:\.[A-Za-z_][A-Za-z0-9_]*)*)((?:\s+\"[^\"]+\")*)", text):
                 path = tuple(p for p in m.group(1).split(".") if p)
                 index_keys = tuple(re.findall(r'"([^"]+)"', m.group(2)))
                 if index_keys and re.search(r"\bindex\s+\S*$", text[max(0, m.start() - 60):m.start() + 1]):
@@ -431,7 +431,7 @@ class Checker:
                 return f"'{key}' is not defined under {here} in values.yaml"
             if i > 0 and path[i - 1] in FREE_FORM:
                 return None
-            return f"{here} is a {type(node).__name__ if node is not None else 'null'} in values.yaml, it has no '{key}'"
+            return f"{here} is {yaml_kind(node)} in values.yaml, it has no '{key}'"
         return None
 
     def _leaves(self, value: Any, path: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
@@ -445,10 +445,11 @@ class Checker:
 
     def check_guards(self) -> None:
         text = "\n".join(self.templates.values())
+        where = self.rel(self.chart / "templates")
         if not re.search(r'fail\s+"[^"]*(replicaCount|replicas)[^"]*SQLite', text):
-            self.error("helm/templates", "no {{ fail }} refuses SQLite with more than one replica (replicaCount > 1 needs database.type=postgres)")
+            self.error(where, "no {{ fail }} refuses SQLite with more than one replica (replicaCount > 1 needs database.type=postgres)")
         if not re.search(r'fail\s+"[^"]*(autoscaling|maxReplicas)[^"]*SQLite', text):
-            self.error("helm/templates", "no {{ fail }} refuses SQLite with autoscaling to more than one replica")
+            self.error(where, "no {{ fail }} refuses SQLite with autoscaling to more than one replica")
 
     # ---- run ----------------------------------------------------------------------------------
 
@@ -490,6 +491,11 @@ def helm_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 def schema_open(node: Any) -> bool:
     """A schema object node that allows keys it does not list (a free-form map)."""
     return isinstance(node, dict) and node.get("additionalProperties", True) is not False and not node.get("properties")
+
+
+def yaml_kind(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
 
 
 def skip_string(text: str, k: int) -> int:

@@ -153,6 +153,9 @@ VIPPS_RETRY_BUDGET_MS: {{ int .Values.vipps.retryBudgetMs | quote }}
 {{- with include "paygate.webhookPublicUrl" . }}
 PAYGATE_WEBHOOK_PUBLIC_URL: {{ . | quote }}
 {{- end }}
+{{- if not (kindIs "invalid" .Values.webhook.maxSkewSeconds) }}
+PAYGATE_WEBHOOK_MAX_SKEW_SECS: {{ int .Values.webhook.maxSkewSeconds | quote }}
+{{- end }}
 {{- if and (include "paygate.hasApiTokens" .) .Values.auth.tokensAsFile }}
 PAYGATE_API_TOKENS_FILE: "/etc/paygate/api-tokens/tokens"
 {{- end }}
@@ -376,6 +379,9 @@ Included by deployment.yaml, so `helm template`, `install` and `upgrade` all sto
 {{- end }}
 {{- if and (not .Values.existingSecret) (or (not .Values.vipps.clientSecret) (not .Values.vipps.subscriptionKey)) }}
 {{- fail "vipps.baseUrl is set: vipps.clientSecret and vipps.subscriptionKey are required (or existingSecret with VIPPS_CLIENT_SECRET and VIPPS_SUBSCRIPTION_KEY)" }}
+{{- end }}
+{{- if and (not (include "paygate.webhookPublicUrl" .)) (not .Values.webhook.secret) (not .Values.existingSecret) }}
+{{- fail "vipps.baseUrl is set: webhook.publicUrl is required (the https URL Vipps posts webhooks to; or ingress.enabled with ingress.hosts), unless webhook.secret names a webhook registered by hand" }}
 {{- end }}
 {{- end }}
 {{- if and (not .Values.auth.allowUnauthenticated) (not (include "paygate.hasApiTokens" .)) }}
