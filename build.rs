@@ -5,7 +5,12 @@ use std::{env, fs, path::PathBuf};
 
 use prost::Message as _;
 
-const PROTOS: &[&str] = &["paygate/v1/types.proto", "paygate/v1/payment_service.proto"];
+const PROTOS: &[&str] = &[
+    "paygate/v1/types.proto",
+    "paygate/v1/payment_service.proto",
+    "paygate/v1/customer_service.proto",
+    "paygate/v1/merchant_qr_service.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");

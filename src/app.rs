@@ -10,12 +10,15 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::{
-    config::{self, Config, VippsTarget},
+    auth::Authenticator,
+    config::{self, Config, GrpcLimits, TlsConfig, VippsTarget},
     emulator::{Emulator, EmulatorConfig, RunningEmulator},
     events::EventLog,
-    grpc::{self, PaymentApi, StreamSettings},
-    http,
+    grpc::{self, CustomerApi, MerchantQrApi, PaymentApi, StreamSettings},
+    health::Readiness,
+    http, observability,
     payments::Payments,
+    qr::MerchantQrs,
     store::Store,
     vipps::VippsClient,
     webhooks::{self, Verifier, WebhookIngest, WebhookStats},
@@ -32,6 +35,10 @@ pub struct Application {
     register_webhook: bool,
     webhook_stats: Arc<WebhookStats>,
     heartbeat: Duration,
+    auth: Authenticator,
+    tls: Option<TlsConfig>,
+    limits: GrpcLimits,
+    grace: Duration,
     shutdown: CancellationToken,
     /// The in-process emulator, when no real Vipps is configured.
     emulator: Option<RunningEmulator>,
@@ -41,6 +48,11 @@ impl Application {
     /// Connects the database (migrating it), starts the emulator if needed, builds the Vipps
     /// client and binds both listeners. Port 0 binds a free port (tests).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        observability::install();
+        let auth = Authenticator::from_config(&config.auth)?;
+        if auth.is_open() && config.tls.as_ref().is_none_or(|t| t.client_ca.is_none()) {
+            tracing::warn!("the gRPC API is OPEN: no PAYGATE_API_TOKENS and no mutual TLS");
+        }
         let store = Store::connect(&config.database_url)
             .await
             .context("connecting to DATABASE_URL")?;
@@ -96,6 +108,10 @@ impl Application {
             register_webhook: config.webhook_secret.is_none(),
             webhook_stats: Arc::new(WebhookStats::default()),
             heartbeat: config.heartbeat,
+            auth,
+            tls: config.tls.clone(),
+            limits: config.limits.clone(),
+            grace: config.shutdown_grace,
             shutdown: CancellationToken::new(),
             emulator,
         })
@@ -139,6 +155,7 @@ impl Application {
             shutdown.await;
             trigger.cancel();
         });
+        tokio::spawn(self.payments.clone().run_profile_worker(token.clone()));
         if self.register_webhook {
             tokio::spawn(keep_registered(
                 self.vipps.clone(),
@@ -148,6 +165,14 @@ impl Application {
                 token.clone(),
             ));
         }
+
+        let readiness = Readiness::new(
+            self.payments.event_log().store().clone(),
+            self.verifier.clone(),
+        );
+        let (reporter, health) = tonic_health::server::health_reporter();
+        crate::health::register(&reporter).await;
+        tokio::spawn(readiness.clone().report(reporter, token.clone()));
 
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(grpc::proto::FILE_DESCRIPTOR_SET)
@@ -161,10 +186,41 @@ impl Application {
             heartbeat: self.heartbeat,
             shutdown: token.clone(),
         };
-        let grpc = tonic::transport::Server::builder()
+        let max = self.limits.max_message_bytes;
+        let auth = self.auth.clone();
+        let payments = PaymentApi::new(self.payments.clone(), streams)
+            .into_server()
+            .max_decoding_message_size(max);
+        let customers = CustomerApi::new(self.payments.clone())
+            .into_server()
+            .max_decoding_message_size(max);
+        let qrs = MerchantQrApi::new(MerchantQrs::new(self.vipps.clone()))
+            .into_server()
+            .max_decoding_message_size(max);
+        let mut builder = tonic::transport::Server::builder()
+            .timeout(self.limits.request_timeout)
+            .concurrency_limit_per_connection(self.limits.concurrency_limit)
+            .max_concurrent_streams(Some(self.limits.max_concurrent_streams));
+        if let Some(tls) = &self.tls {
+            builder = builder.tls_config(tls_config(tls)?).context("gRPC TLS")?;
+        }
+        // Health and reflection stay open (probes and grpcurl); the API needs a token.
+        let grpc = builder
+            .layer(observability::GrpcMetricsLayer)
+            .add_service(health)
             .add_service(reflection)
             .add_service(reflection_alpha)
-            .add_service(PaymentApi::new(self.payments.clone(), streams).into_server())
+            .add_service(tonic::service::interceptor::InterceptedService::new(
+                payments,
+                auth.clone(),
+            ))
+            .add_service(tonic::service::interceptor::InterceptedService::new(
+                customers,
+                auth.clone(),
+            ))
+            .add_service(tonic::service::interceptor::InterceptedService::new(
+                qrs, auth,
+            ))
             .serve_with_incoming_shutdown(
                 TcpListenerStream::new(self.grpc_listener),
                 token.clone().cancelled_owned(),
@@ -175,20 +231,55 @@ impl Application {
             log: self.payments.event_log().clone(),
             stats: self.webhook_stats.clone(),
         };
-        let router = http::router(http::HttpState::new(self.payments.clone(), ingest));
+        let router = http::router(http::HttpState::new(readiness.clone(), ingest));
         let http = axum::serve(self.http_listener, router)
             .with_graceful_shutdown(token.clone().cancelled_owned());
 
         tracing::info!(webhook_url = %self.webhook_url, "paygate is serving");
-        let (grpc_result, http_result) = tokio::join!(grpc, async { http.await });
+        let servers = async { tokio::join!(grpc, async { http.await }) };
+        tokio::pin!(servers);
+        // Serve until the shutdown signal; from then on, in-flight work gets the grace period.
+        let (grpc_result, http_result) = tokio::select! {
+            results = &mut servers => results,
+            () = token.cancelled() => {
+                readiness.drain();
+                tracing::info!(grace_ms = self.grace.as_millis() as u64, "shutting down: draining in-flight work");
+                match tokio::time::timeout(self.grace, &mut servers).await {
+                    Ok(results) => results,
+                    Err(_) => {
+                        tracing::warn!("grace period over; exiting with work still in flight");
+                        (Ok(()), Ok(()))
+                    }
+                }
+            }
+        };
         if let Some(emulator) = self.emulator {
             emulator.shutdown().await;
         }
         self.payments.event_log().store().close().await;
         grpc_result.context("gRPC server")?;
         http_result.context("HTTP server")?;
+        tracing::info!("paygate stopped");
         Ok(())
     }
+}
+
+/// Server TLS from PEM files; with a client CA, clients must present a certificate it signed.
+fn tls_config(tls: &TlsConfig) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let read = |key: &str, path: &str| {
+        std::fs::read(path)
+            .with_context(|| format!("invalid configuration: {key}: cannot read {path}"))
+    };
+    let identity = Identity::from_pem(
+        read("PAYGATE_TLS_CERT", &tls.cert)?,
+        read("PAYGATE_TLS_KEY", &tls.key)?,
+    );
+    let mut config = ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &tls.client_ca {
+        config = config.client_ca_root(Certificate::from_pem(read("PAYGATE_TLS_CLIENT_CA", ca)?));
+    }
+    Ok(config)
 }
 
 /// The sidecar's own webhook URL (emulator mode): loopback when listening on all interfaces.

@@ -64,6 +64,48 @@ pub struct Config {
     pub webhook_max_skew: Duration,
     /// `PAYGATE_HEARTBEAT_MS`: heartbeat period of event streams.
     pub heartbeat: Duration,
+    /// Who may call the gRPC API.
+    pub auth: AuthConfig,
+    /// Optional (mutual) TLS for gRPC.
+    pub tls: Option<TlsConfig>,
+    /// Limits of the gRPC server.
+    pub limits: GrpcLimits,
+    /// `PAYGATE_SHUTDOWN_GRACE_MS`: how long in-flight work may take to finish at shutdown.
+    pub shutdown_grace: Duration,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: export traces over OTLP/gRPC when set.
+    pub otlp_endpoint: Option<String>,
+}
+
+/// Caller authentication for gRPC.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    /// `PAYGATE_API_TOKENS`: `name:TOKEN,name2:TOKEN2`.
+    pub tokens: Option<Secret>,
+    /// `PAYGATE_API_TOKENS_FILE`: the same format in a file (a mounted secret), re-read on change.
+    pub tokens_file: Option<String>,
+    /// `PAYGATE_ALLOW_UNAUTHENTICATED`: run without tokens or mTLS against a real Vipps.
+    pub allow_unauthenticated: bool,
+}
+
+/// `PAYGATE_TLS_CERT` / `PAYGATE_TLS_KEY` (PEM files); `PAYGATE_TLS_CLIENT_CA` turns on mutual TLS.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert: String,
+    pub key: String,
+    pub client_ca: Option<String>,
+}
+
+/// Limits of the gRPC server.
+#[derive(Debug, Clone)]
+pub struct GrpcLimits {
+    /// `PAYGATE_GRPC_MAX_MESSAGE_BYTES` (default 1 MiB).
+    pub max_message_bytes: usize,
+    /// `PAYGATE_GRPC_MAX_CONCURRENT_STREAMS` per connection (default 1024; event streams count).
+    pub max_concurrent_streams: u32,
+    /// `PAYGATE_GRPC_TIMEOUT_MS`: unary request deadline (default 30 s).
+    pub request_timeout: Duration,
+    /// `PAYGATE_GRPC_CONCURRENCY_LIMIT`: requests in progress per connection (default 1024).
+    pub concurrency_limit: usize,
 }
 
 /// Every key paygate reads, with its default and meaning (the README's table mirrors this).
@@ -155,9 +197,9 @@ impl Config {
             })?;
             values.extend(parse_file(&text));
         }
-        for (key, _, _) in KEYS {
+        for key in KEYS.iter().map(|(k, _, _)| *k).chain(["RUST_LOG"]) {
             if let Ok(v) = std::env::var(key) {
-                values.insert((*key).to_owned(), v);
+                values.insert(key.to_owned(), v);
             }
         }
         Ok(Self::from_values(&values)?)
@@ -250,6 +292,64 @@ impl Config {
                     })?,
             ),
         };
+        let allow_unauthenticated = match get("PAYGATE_ALLOW_UNAUTHENTICATED").unwrap_or("false") {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            _ => {
+                return Err(invalid(
+                    "PAYGATE_ALLOW_UNAUTHENTICATED",
+                    "must be true or false",
+                ))
+            }
+        };
+        let auth = AuthConfig {
+            tokens: get("PAYGATE_API_TOKENS").map(Secret::new),
+            tokens_file: get("PAYGATE_API_TOKENS_FILE").map(str::to_owned),
+            allow_unauthenticated,
+        };
+        if let Some(tokens) = &auth.tokens {
+            crate::auth::parse_tokens(tokens.expose())
+                .map_err(|m| invalid("PAYGATE_API_TOKENS", m))?;
+        }
+        let tls = match (get("PAYGATE_TLS_CERT"), get("PAYGATE_TLS_KEY")) {
+            (Some(cert), Some(key)) => Some(TlsConfig {
+                cert: cert.to_owned(),
+                key: key.to_owned(),
+                client_ca: get("PAYGATE_TLS_CLIENT_CA").map(str::to_owned),
+            }),
+            (None, None) if get("PAYGATE_TLS_CLIENT_CA").is_some() => {
+                return Err(invalid(
+                    "PAYGATE_TLS_CLIENT_CA",
+                    "needs PAYGATE_TLS_CERT and PAYGATE_TLS_KEY",
+                ))
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(invalid(
+                    "PAYGATE_TLS_KEY",
+                    "is required with PAYGATE_TLS_CERT",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "PAYGATE_TLS_CERT",
+                    "is required with PAYGATE_TLS_KEY",
+                ))
+            }
+        };
+        let mutual_tls = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+        if matches!(vipps, VippsTarget::Remote(_))
+            && auth.tokens.is_none()
+            && auth.tokens_file.is_none()
+            && !mutual_tls
+            && !auth.allow_unauthenticated
+        {
+            return Err(invalid(
+                "PAYGATE_API_TOKENS",
+                "paygate moves real money with VIPPS_BASE_URL set: configure PAYGATE_API_TOKENS(_FILE) or \
+                 mutual TLS (PAYGATE_TLS_CLIENT_CA), or set PAYGATE_ALLOW_UNAUTHENTICATED=true explicitly",
+            ));
+        }
         let log_format = match get("PAYGATE_LOG_FORMAT").unwrap_or("text") {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -267,6 +367,28 @@ impl Config {
             webhook_secret: get("VIPPS_WEBHOOK_SECRET").map(Secret::new),
             webhook_max_skew: Duration::from_secs(positive("PAYGATE_WEBHOOK_MAX_SKEW_SECS", 300)?),
             heartbeat: millis("PAYGATE_HEARTBEAT_MS", 15_000)?,
+            auth,
+            tls,
+            limits: GrpcLimits {
+                max_message_bytes: usize::try_from(positive(
+                    "PAYGATE_GRPC_MAX_MESSAGE_BYTES",
+                    1 << 20,
+                )?)
+                .unwrap_or(1 << 20),
+                max_concurrent_streams: u32::try_from(positive(
+                    "PAYGATE_GRPC_MAX_CONCURRENT_STREAMS",
+                    1024,
+                )?)
+                .map_err(|_| invalid("PAYGATE_GRPC_MAX_CONCURRENT_STREAMS", "too large"))?,
+                request_timeout: millis("PAYGATE_GRPC_TIMEOUT_MS", 30_000)?,
+                concurrency_limit: usize::try_from(positive(
+                    "PAYGATE_GRPC_CONCURRENCY_LIMIT",
+                    1024,
+                )?)
+                .unwrap_or(1024),
+            },
+            shutdown_grace: millis("PAYGATE_SHUTDOWN_GRACE_MS", 20_000)?,
+            otlp_endpoint: get("OTEL_EXPORTER_OTLP_ENDPOINT").map(str::to_owned),
         })
     }
 }

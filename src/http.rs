@@ -1,14 +1,17 @@
-//! The HTTP sidecar: Vipps webhooks, health.
+//! The HTTP sidecar: Vipps webhooks, health, metrics. None of it is behind the API token: the
+//! webhook is authenticated by its signature, and probes and scrapers need no secret.
 
 use axum::{
     extract::{DefaultBodyLimit, State},
-    http::StatusCode,
+    http::{header, StatusCode},
+    response::IntoResponse,
     routing::{get, post},
     Router,
 };
 
 use crate::{
-    payments::Payments,
+    health::Readiness,
+    observability,
     webhooks::{self, WebhookIngest},
 };
 
@@ -18,13 +21,13 @@ pub const WEBHOOK_BODY_LIMIT: usize = 64 * 1024;
 /// What the sidecar's handlers share.
 #[derive(Clone)]
 pub struct HttpState {
-    payments: Payments,
+    readiness: Readiness,
     ingest: WebhookIngest,
 }
 
 impl HttpState {
-    pub fn new(payments: Payments, ingest: WebhookIngest) -> Self {
-        Self { payments, ingest }
+    pub fn new(readiness: Readiness, ingest: WebhookIngest) -> Self {
+        Self { readiness, ingest }
     }
 }
 
@@ -36,17 +39,22 @@ pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
         .with_state(state)
         .merge(webhooks)
 }
 
-/// Ready when the database answers and a webhook secret is in place.
+/// Ready when the database answers, a webhook secret is in place and paygate is not draining.
 async fn ready(State(state): State<HttpState>) -> (StatusCode, &'static str) {
-    if !state.ingest.verifier.has_secret() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "no webhook secret yet");
-    }
-    match state.payments.event_log().store().ping().await {
+    match state.readiness.check().await {
         Ok(()) => (StatusCode::OK, "ready"),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
     }
+}
+
+async fn metrics() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        observability::render(),
+    )
 }

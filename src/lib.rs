@@ -2,14 +2,20 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod auth;
+pub mod bench;
 pub mod config;
 pub mod domain;
 pub mod emulator;
 pub mod events;
 pub mod grpc;
+pub mod health;
 pub mod http;
+pub mod observability;
 pub mod payments;
+pub mod qr;
 pub mod store;
 pub mod telemetry;
+pub mod tools;
 pub mod vipps;
 pub mod webhooks;

@@ -31,6 +31,51 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Run a benchmark scenario (or `all`); see BENCHMARKS.md.
+    Bench {
+        /// create-overhead, create-throughput, webhook-ingest, delivery-latency, subscribers,
+        /// catch-up, or all.
+        scenario: String,
+        /// `tiny` (seconds per scenario, for CI) or `default`.
+        #[arg(long)]
+        size: Option<String>,
+        /// The JSON file with every figure (default bench-results/<scenario>.json).
+        #[arg(long)]
+        out: Option<String>,
+    },
+    /// Play the whole taxi flow against a running paygate (default: the local one with its emulator).
+    Demo {
+        /// paygate's gRPC address.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        grpc: String,
+        /// The emulator's base URL (it plays the customer).
+        #[arg(long, default_value = "http://127.0.0.1:8090")]
+        emulator: String,
+    },
+    /// Merchant-redirect QR codes (the sticker in the taxi).
+    Qr {
+        #[command(subcommand)]
+        command: QrCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum QrCommand {
+    /// Create (or re-point) a QR code and write a printable SVG or PNG.
+    Create {
+        /// The code's id, e.g. the taxi: taxi-34.
+        #[arg(long)]
+        id: String,
+        /// The https page the code leads to.
+        #[arg(long)]
+        redirect_url: String,
+        /// Output file (.svg or .png).
+        #[arg(long)]
+        out: String,
+        /// paygate's gRPC address.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        grpc: String,
+    },
 }
 
 #[tokio::main]
@@ -49,7 +94,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let config = Config::load(cli.config.as_deref())?;
-            telemetry::init(config.log_format);
+            let _telemetry =
+                telemetry::init_with_otlp(config.log_format, config.otlp_endpoint.as_deref())?;
             let app = Application::build(config).await?;
             tracing::info!(grpc = %app.grpc_addr(), http = %app.http_addr(), "listening");
             app.run(shutdown_signal()).await
@@ -58,6 +104,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             telemetry::init(paygate::config::LogFormat::Text);
             emulator::run_standalone(addr, emulator::EmulatorConfig::default()).await
         }
+        Command::Demo { grpc, emulator } => paygate::tools::demo::run(&grpc, &emulator).await,
+        Command::Qr {
+            command:
+                QrCommand::Create {
+                    id,
+                    redirect_url,
+                    out,
+                    grpc,
+                },
+        } => paygate::tools::qr::create(&grpc, &id, &redirect_url, &out).await,
+        Command::Bench {
+            scenario,
+            size,
+            out,
+        } => paygate::bench::run(scenario, size, out).await,
         Command::Migrate => {
             let config = Config::load(cli.config.as_deref())?;
             telemetry::init(config.log_format);

@@ -1667,3 +1667,1078 @@ async fn webhook_fault_knobs_drop_duplicate_reorder() {
         .await;
     assert_problem(bad, StatusCode::BAD_REQUEST, "Invalid webhook faults").await;
 }
+
+// ---------------------------------------------------------------------------
+// Userinfo
+// ---------------------------------------------------------------------------
+
+impl Harness {
+    /// Creates a WEB_REDIRECT payment asking for `scope`.
+    async fn create_scoped(&self, reference: &str, scope: &str) {
+        let mut body = web_payment(reference, 1_000);
+        body["profile"] = json!({ "scope": scope });
+        let response = self.create(&body, &format!("create-{reference}")).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+
+    async fn approve_as(&self, reference: &str, phone: &str) {
+        let response = self
+            .api(
+                Method::POST,
+                &format!("/epayment/v1/test/payments/{reference}/approve"),
+            )
+            .json(&json!({"customer": {"phoneNumber": phone}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    async fn userinfo(&self, sub: &str) -> Response {
+        self.api(Method::GET, &format!("/vipps-userinfo-api/userinfo/{sub}"))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn sub_of(&self, reference: &str) -> String {
+        self.get(reference).await["profile"]["sub"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{reference} has no profile.sub"))
+            .to_string()
+    }
+}
+
+/// Asserts a `UserinfoError` (whose `status` is a string); returns the body.
+async fn assert_userinfo_error(response: Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/json;charset=UTF-8"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], json!(status.as_u16().to_string()), "{body}");
+    for key in ["type", "title", "detail", "instance"] {
+        assert!(body[key].is_string(), "{key} in {body}");
+    }
+    body
+}
+
+#[tokio::test]
+async fn userinfo_answers_the_consented_fields_for_the_approving_user() {
+    let h = Harness::start().await;
+    h.create_scoped("user-0001", "name phoneNumber email address birthDate")
+        .await;
+    h.approve_as("user-0001", "4791111111").await;
+    let sub = h.sub_of("user-0001").await;
+    assert_eq!(
+        h.emulator().payment_view("user-0001").unwrap()["sub"],
+        json!(sub)
+    );
+
+    let response = h.userinfo(&sub).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/json;charset=UTF-8"
+    );
+    let info: Value = response.json().await.unwrap();
+    assert_eq!(info["sub"], json!(sub));
+    assert_eq!(info["phone_number"], "4791111111");
+    let given = info["given_name"].as_str().unwrap();
+    let family = info["family_name"].as_str().unwrap();
+    assert_eq!(info["name"], format!("{given} {family}"));
+    assert!(info["email"].as_str().unwrap().contains('@'));
+    assert_eq!(info["email_verified"], true);
+    assert!(
+        chrono::NaiveDate::parse_from_str(info["birthdate"].as_str().unwrap(), "%Y-%m-%d").is_ok()
+    );
+    for key in [
+        "street_address",
+        "postal_code",
+        "region",
+        "country",
+        "formatted",
+    ] {
+        assert!(info["address"][key].is_string(), "{key} in {info}");
+    }
+    assert!(info.get("nin").is_none(), "{info}");
+
+    // Same number, same sales unit: same sub, and the same made-up profile.
+    h.create_scoped("user-0002", "phoneNumber").await;
+    h.approve_as("user-0002", "4791111111").await;
+    assert_eq!(h.sub_of("user-0002").await, sub);
+    let again: Value = h.userinfo(&sub).await.json().await.unwrap();
+    assert_eq!(again["name"], info["name"]);
+
+    // The customer of a PUSH_MESSAGE payment approves when no body names one.
+    let mut push = web_payment("user-push-01", 1_000);
+    push["userFlow"] = json!("PUSH_MESSAGE");
+    push["customer"] = json!({"phoneNumber": "4792222222"});
+    push["profile"] = json!({"scope": "phoneNumber"});
+    assert_eq!(
+        h.create(&push, "user-push").await.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(h.approve("user-push-01").await.status(), StatusCode::OK);
+    let push_sub = h.sub_of("user-push-01").await;
+    assert_ne!(push_sub, sub);
+    let push_info: Value = h.userinfo(&push_sub).await.json().await.unwrap();
+    assert_eq!(
+        push_info,
+        json!({"sub": push_sub, "phone_number": "4792222222"})
+    );
+
+    // Without a scope there is no sub, and so nothing to ask Userinfo for.
+    h.create_ok("user-noscope", 1_000).await;
+    h.approve_as("user-noscope", "4793333333").await;
+    assert_eq!(h.get("user-noscope").await["profile"], json!({}));
+
+    // The default phone number approves when nobody else is named.
+    h.create_scoped("user-default", "phoneNumber").await;
+    assert_eq!(h.approve("user-default").await.status(), StatusCode::OK);
+    let default_sub = h.sub_of("user-default").await;
+    let default_info: Value = h.userinfo(&default_sub).await.json().await.unwrap();
+    assert_eq!(default_info["phone_number"], "4712345678");
+    assert_eq!(
+        h.emulator().user_view(&default_sub).unwrap()["phoneNumber"],
+        "4712345678"
+    );
+    assert_eq!(h.emulator().stats()["requests"]["userinfo"], 4);
+}
+
+#[tokio::test]
+async fn userinfo_refusals() {
+    let h = Harness::start().await;
+    h.create_scoped("refuse-0001", "name").await;
+    h.approve_as("refuse-0001", "4794444444").await;
+    let sub = h.sub_of("refuse-0001").await;
+    let path = h.url(&format!("/vipps-userinfo-api/userinfo/{sub}"));
+    let key = "0123456789abcdef0123456789abcdef";
+
+    let unknown = h.userinfo("c06c4afe-d9e1-4c5d-939a-177d752a0944").await;
+    assert_userinfo_error(unknown, StatusCode::NOT_FOUND).await;
+
+    let no_token = h.http.get(&path).header("Ocp-Apim-Subscription-Key", key);
+    assert_eq!(
+        no_token.send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let no_key = h.http.get(&path).bearer_auth(&h.token);
+    assert_eq!(
+        no_key.send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // The MSN header is optional, but a sub is not for another sales unit's keys.
+    let no_msn = h
+        .http
+        .get(&path)
+        .bearer_auth(&h.token)
+        .header("Ocp-Apim-Subscription-Key", key);
+    assert_eq!(no_msn.send().await.unwrap().status(), StatusCode::OK);
+    let other_msn = h
+        .http
+        .get(&path)
+        .bearer_auth(&h.token)
+        .header("Ocp-Apim-Subscription-Key", key)
+        .header("Merchant-Serial-Number", "654321");
+    assert_userinfo_error(other_msn.send().await.unwrap(), StatusCode::FORBIDDEN).await;
+
+    // Injected faults reach Userinfo too.
+    h.emulator().inject_fault(Fault {
+        path_contains: Some("userinfo".into()),
+        status: Some(503),
+        ..Fault::default()
+    });
+    assert_eq!(
+        h.userinfo(&sub).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(h.userinfo(&sub).await.status(), StatusCode::OK);
+
+    // Consent older than 168 hours is refused.
+    let backdate_path = format!("/emulator/users/{sub}/backdate-consent");
+    let backdate = |hours: u32| {
+        h.control(
+            Method::POST,
+            &backdate_path,
+            Some(json!({ "hours": hours })),
+        )
+    };
+    assert_eq!(backdate(167).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(h.userinfo(&sub).await.status(), StatusCode::OK);
+    assert_eq!(backdate(169).await.status(), StatusCode::NO_CONTENT);
+    let expired = assert_userinfo_error(h.userinfo(&sub).await, StatusCode::FORBIDDEN).await;
+    assert!(
+        expired["detail"].as_str().unwrap().contains("168"),
+        "{expired}"
+    );
+    // A new consent (another scoped approval) makes it fetchable again.
+    h.create_scoped("refuse-0002", "email").await;
+    h.approve_as("refuse-0002", "4794444444").await;
+    let info: Value = h.userinfo(&sub).await.json().await.unwrap();
+    assert!(
+        info["name"].is_string() && info["email"].is_string(),
+        "{info}"
+    );
+    assert!(!h
+        .emulator()
+        .backdate_consent("no-such-sub", Duration::from_secs(3600)));
+    let view: Value = h
+        .control(Method::GET, &format!("/emulator/users/{sub}"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["scopes"], json!(["email", "name"]));
+    assert_eq!(view["msn"], MSN);
+    assert_eq!(
+        h.control(Method::GET, "/emulator/users/nobody", None)
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(h.emulator().stats()["requests"]["userinfo"], 10);
+}
+
+#[tokio::test]
+async fn profile_sub_can_arrive_late() {
+    let h = Harness::start().await;
+    h.create_scoped("lag-0001", "phoneNumber").await;
+    h.authorized("lag-plain", 1_000).await;
+    let lag = h
+        .control(
+            Method::POST,
+            "/emulator/profile-lag",
+            Some(json!({"getsWithoutSub": 2})),
+        )
+        .await;
+    assert_eq!(lag.status(), StatusCode::NO_CONTENT);
+    // Not used up by payments without a sub, nor before approval.
+    assert_eq!(h.get("lag-plain").await["profile"], json!({}));
+    assert_eq!(h.get("lag-0001").await["profile"], json!({}));
+    h.approve_as("lag-0001", "4795555555").await;
+    assert_eq!(h.get("lag-0001").await["profile"], json!({}));
+    assert_eq!(h.get("lag-0001").await["state"], "AUTHORIZED");
+    let sub = h.sub_of("lag-0001").await;
+    assert_eq!(h.sub_of("lag-0001").await, sub);
+
+    h.emulator().set_profile_lag(1);
+    assert_eq!(h.get("lag-0001").await["profile"], json!({}));
+    assert_eq!(h.sub_of("lag-0001").await, sub);
+    let bad = h
+        .control(
+            Method::POST,
+            "/emulator/profile-lag",
+            Some(json!({"gets": 1})),
+        )
+        .await;
+    assert_problem(bad, StatusCode::BAD_REQUEST, "Invalid profile lag").await;
+}
+
+// ---------------------------------------------------------------------------
+// QR merchant redirect
+// ---------------------------------------------------------------------------
+
+const QR_PATH: &str = "/qr/v1/merchant-redirect";
+
+impl Harness {
+    fn qr(&self, method: Method, path: &str, accept: &str) -> RequestBuilder {
+        self.api(method, path).header("Accept", accept)
+    }
+
+    async fn qr_create(&self, body: &Value, accept: &str) -> Response {
+        self.qr(Method::POST, QR_PATH, accept)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The raw QR content of a code (`Accept: text/targetUrl`).
+    async fn qr_content(&self, id: &str) -> String {
+        let response = self
+            .qr(Method::GET, &format!("{QR_PATH}/{id}"), "text/targetUrl")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        body["url"].as_str().unwrap().to_string()
+    }
+
+    /// A GET that does not follow redirects: returns status and `Location`.
+    async fn scan(&self, path_or_url: &str) -> (StatusCode, Option<String>) {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let url = if path_or_url.starts_with("http") {
+            path_or_url.to_string()
+        } else {
+            self.url(path_or_url)
+        };
+        let response = client.get(url).send().await.unwrap();
+        let location = response
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_string());
+        (response.status(), location)
+    }
+}
+
+/// Asserts a `QrErrorResponse`; returns the body.
+async fn assert_qr_error(response: Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status);
+    let body: Value = response.json().await.unwrap();
+    for key in ["type", "title", "detail", "instance"] {
+        assert!(body[key].is_string(), "{key} in {body}");
+    }
+    body
+}
+
+fn invalid_param_names(problem: &Value) -> Vec<String> {
+    problem["invalidParams"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no invalidParams in {problem}"))
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn qr_merchant_redirect_create_per_accept_and_validation() {
+    let h = Harness::start().await;
+    let base = h.running.base_url();
+    let cases = [
+        (
+            "stand-svg",
+            "image/svg+xml",
+            format!("{base}/emulator/qr-images/"),
+        ),
+        (
+            "stand-any",
+            "image/*",
+            format!("{base}/emulator/qr-images/"),
+        ),
+        (
+            "stand-png",
+            "image/png",
+            format!("{base}/emulator/qr-images/"),
+        ),
+        (
+            "stand-text",
+            "text/targetUrl",
+            "https://qr.vipps.no/28/2/01/031/".to_string(),
+        ),
+    ];
+    for (id, accept, prefix) in &cases {
+        let body = json!({"id": id, "redirectUrl": "https://example.com/taxi/34?stand=1"});
+        let response = h.qr_create(&body, accept).await;
+        assert_eq!(response.status(), StatusCode::OK, "{accept}");
+        let created: Value = response.json().await.unwrap();
+        assert_eq!(created["id"], json!(id));
+        assert_eq!(
+            created["redirectUrl"],
+            "https://example.com/taxi/34?stand=1"
+        );
+        assert_eq!(created["expiresIn"], -1);
+        let url = created["url"].as_str().unwrap();
+        assert!(url.starts_with(prefix.as_str()), "{accept}: {url}");
+        match *accept {
+            "image/png" => assert!(url.contains(".png?size=800"), "{url}"),
+            "text/targetUrl" => {}
+            _ => assert!(url.contains(".svg"), "{url}"),
+        }
+    }
+    let with_ttl = h
+        .qr_create(
+            &json!({"id": "poster 1 æøå", "redirectUrl": "https://example.com", "ttl": 600}),
+            "image/png",
+        )
+        .await;
+    assert_eq!(with_ttl.status(), StatusCode::OK);
+    let with_ttl: Value = with_ttl.json().await.unwrap();
+    let left = with_ttl["expiresIn"].as_i64().unwrap();
+    assert!((590..=600).contains(&left), "{with_ttl}");
+
+    let duplicate = h
+        .qr_create(
+            &json!({"id": "stand-svg", "redirectUrl": "https://example.com/other"}),
+            "image/png",
+        )
+        .await;
+    let conflict = assert_qr_error(duplicate, StatusCode::CONFLICT).await;
+    assert_eq!(conflict["id"], "stand-svg");
+
+    let invalid = [
+        (
+            json!({"id": "a/b", "redirectUrl": "https://example.com"}),
+            "Id",
+        ),
+        (
+            json!({"id": "", "redirectUrl": "https://example.com"}),
+            "Id",
+        ),
+        (
+            json!({"id": "x".repeat(129), "redirectUrl": "https://example.com"}),
+            "Id",
+        ),
+        (json!({"redirectUrl": "https://example.com"}), "Id"),
+        (
+            json!({"id": "stand-9", "redirectUrl": "http://example.com"}),
+            "RedirectUrl",
+        ),
+        (
+            json!({"id": "stand-9", "redirectUrl": "https://example.com/a,b"}),
+            "RedirectUrl",
+        ),
+        (json!({"id": "stand-9"}), "RedirectUrl"),
+        (
+            json!({"id": "stand-9", "redirectUrl": "https://example.com", "ttl": 10}),
+            "Ttl",
+        ),
+        (
+            json!({"id": "stand-9", "redirectUrl": "https://example.com", "ttl": 2_147_483_648_i64}),
+            "Ttl",
+        ),
+    ];
+    for (body, field) in invalid {
+        let response = h.qr_create(&body, "image/png").await;
+        let problem = assert_qr_error(response, StatusCode::BAD_REQUEST).await;
+        assert_eq!(invalid_param_names(&problem), [field], "{body}");
+    }
+    let both = h
+        .qr_create(
+            &json!({"id": "a/b", "redirectUrl": "http://x"}),
+            "image/png",
+        )
+        .await;
+    let problem = assert_qr_error(both, StatusCode::BAD_REQUEST).await;
+    assert_eq!(invalid_param_names(&problem), ["Id", "RedirectUrl"]);
+
+    // Accept is required, and must be one of the four.
+    let body = json!({"id": "stand-9", "redirectUrl": "https://example.com"});
+    let no_accept = h.qr_create(&body, "").await;
+    let problem = assert_qr_error(no_accept, StatusCode::BAD_REQUEST).await;
+    assert_eq!(invalid_param_names(&problem), ["Accept"]);
+    for accept in ["application/json", "*/*", "image/jpeg"] {
+        let response = h.qr_create(&body, accept).await;
+        assert_qr_error(response, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    }
+    let listed_without_accept = h.qr(Method::GET, QR_PATH, "").send().await.unwrap();
+    assert_qr_error(listed_without_accept, StatusCode::BAD_REQUEST).await;
+    let not_json = h
+        .qr(Method::POST, QR_PATH, "image/png")
+        .header("Content-Type", "text/plain")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_qr_error(not_json, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    let bad_size = h
+        .qr(Method::POST, QR_PATH, "image/png")
+        .header("Size", "99")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_qr_error(bad_size, StatusCode::BAD_REQUEST).await;
+    assert_eq!(invalid_param_names(&problem), ["Size"]);
+    let no_token = h
+        .http
+        .post(h.url(QR_PATH))
+        .header("Accept", "image/png")
+        .header("Ocp-Apim-Subscription-Key", "key")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_token.status(), StatusCode::UNAUTHORIZED);
+    assert!(h.emulator().qr_redirect_url("stand-9").is_none());
+    assert_eq!(h.emulator().stats()["requests"]["qr"], 24);
+}
+
+#[tokio::test]
+async fn qr_merchant_redirect_list_get_update_delete_and_scan() {
+    let h = Harness::start().await;
+    for id in ["taxi-1", "taxi-2"] {
+        let body = json!({"id": id, "redirectUrl": format!("https://example.com/{id}")});
+        assert_eq!(h.qr_create(&body, "image/*").await.status(), StatusCode::OK);
+    }
+    // Another sales unit has its own ids.
+    let other = h
+        .http
+        .post(h.url(QR_PATH))
+        .bearer_auth(&h.token)
+        .header(
+            "Ocp-Apim-Subscription-Key",
+            "0123456789abcdef0123456789abcdef",
+        )
+        .header("Merchant-Serial-Number", "654321")
+        .header("Accept", "text/targetUrl")
+        .json(&json!({"id": "taxi-1", "redirectUrl": "https://other.example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::OK);
+
+    let listed: Value = h
+        .qr(Method::GET, QR_PATH, "text/targetUrl")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["taxi-1", "taxi-2"]);
+    assert!(listed[0]["url"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://qr.vipps.no/"));
+
+    let missing = h
+        .qr(Method::GET, &format!("{QR_PATH}/taxi-404"), "image/png")
+        .send()
+        .await
+        .unwrap();
+    assert_qr_error(missing, StatusCode::NOT_FOUND).await;
+
+    // Re-pointing changes where a scan lands, not what the sticker holds.
+    let content = h.qr_content("taxi-1").await;
+    assert_ne!(content, "https://example.com/taxi-1");
+    assert_eq!(
+        h.scan("/emulator/qr/taxi-1/resolve?msn=123456").await,
+        (StatusCode::FOUND, Some("https://example.com/taxi-1".into()))
+    );
+    let updated = h
+        .qr(Method::PUT, &format!("{QR_PATH}/taxi-1"), "text/targetUrl")
+        .json(&json!({"redirectUrl": "https://example.com/ride/77"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(updated.status(), StatusCode::OK);
+    let updated: Value = updated.json().await.unwrap();
+    assert_eq!(updated["redirectUrl"], "https://example.com/ride/77");
+    assert_eq!(updated["url"], json!(content));
+    assert_eq!(h.qr_content("taxi-1").await, content);
+    assert_eq!(
+        h.scan("/emulator/qr/taxi-1/resolve?msn=123456").await,
+        (
+            StatusCode::FOUND,
+            Some("https://example.com/ride/77".into())
+        )
+    );
+    // The printed content's own path redirects the same way.
+    let token = content.rsplit('/').next().unwrap();
+    assert_eq!(
+        h.scan(&format!("/emulator/qr-scan/{token}")).await,
+        (
+            StatusCode::FOUND,
+            Some("https://example.com/ride/77".into())
+        )
+    );
+    assert_eq!(
+        h.emulator().qr_redirect_url("taxi-2").as_deref(),
+        Some("https://example.com/taxi-2")
+    );
+    let bad_update = h
+        .qr(Method::PUT, &format!("{QR_PATH}/taxi-1"), "image/png")
+        .json(&json!({"redirectUrl": "http://example.com"}))
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_qr_error(bad_update, StatusCode::BAD_REQUEST).await;
+    assert_eq!(invalid_param_names(&problem), ["RedirectUrl"]);
+    let update_missing = h
+        .qr(Method::PUT, &format!("{QR_PATH}/taxi-404"), "image/png")
+        .json(&json!({"redirectUrl": "https://example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_qr_error(update_missing, StatusCode::NOT_FOUND).await;
+
+    let deleted = h
+        .api(Method::DELETE, &format!("{QR_PATH}/taxi-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::OK);
+    let gone = h
+        .qr(Method::GET, &format!("{QR_PATH}/taxi-1"), "image/png")
+        .send()
+        .await
+        .unwrap();
+    assert_qr_error(gone, StatusCode::NOT_FOUND).await;
+    let twice = h
+        .api(Method::DELETE, &format!("{QR_PATH}/taxi-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_qr_error(twice, StatusCode::NOT_FOUND).await;
+    assert_eq!(
+        h.scan(&format!("/emulator/qr-scan/{token}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    // The other sales unit's taxi-1 is untouched; the id may be reused, but as a new print.
+    assert_eq!(
+        h.scan("/emulator/qr/taxi-1/resolve").await,
+        (StatusCode::FOUND, Some("https://other.example.com".into()))
+    );
+    let body = json!({"id": "taxi-1", "redirectUrl": "https://example.com/again"});
+    assert_eq!(
+        h.qr_create(&body, "image/png").await.status(),
+        StatusCode::OK
+    );
+    assert_ne!(h.qr_content("taxi-1").await, content);
+    assert_eq!(h.emulator().stats()["requests"]["qr"], 15);
+}
+
+#[tokio::test]
+async fn qr_images_are_served_and_scan_to_the_content() {
+    let h = Harness::start().await;
+    let body = json!({"id": "sticker-1", "redirectUrl": "https://example.com/taxi"});
+    assert_eq!(
+        h.qr_create(&body, "text/targetUrl").await.status(),
+        StatusCode::OK
+    );
+    let content = h.qr_content("sticker-1").await;
+
+    let png_link: Value = h
+        .qr(Method::GET, &format!("{QR_PATH}/sticker-1"), "image/png")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let png_response = h
+        .http
+        .get(png_link["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(png_response.status(), StatusCode::OK);
+    assert_eq!(png_response.headers()["content-type"], "image/png");
+    let png_bytes = png_response.bytes().await.unwrap();
+    assert_eq!(&png_bytes[..8], b"\x89PNG\r\n\x1a\n");
+    let (width, height, grey) = decode_png(&png_bytes);
+    assert_eq!((width, height), (800, 800));
+    assert_eq!(scan_qr(width, height, &grey), content);
+
+    // The Size header shapes the PNG.
+    let small_link: Value = h
+        .qr(Method::GET, &format!("{QR_PATH}/sticker-1"), "image/png")
+        .header("Size", "200")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let small = h
+        .http
+        .get(small_link["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let (width, height, grey) = decode_png(&small);
+    assert_eq!((width, height), (200, 200));
+    assert_eq!(scan_qr(width, height, &grey), content);
+
+    let svg_link: Value = h
+        .qr(
+            Method::GET,
+            &format!("{QR_PATH}/sticker-1"),
+            "image/svg+xml",
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let svg_response = h
+        .http
+        .get(svg_link["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(svg_response.status(), StatusCode::OK);
+    assert_eq!(svg_response.headers()["content-type"], "image/svg+xml");
+    let svg = svg_response.text().await.unwrap();
+    // The root element is <svg>, after an optional XML declaration.
+    let document = svg.trim_start();
+    let root = match document.strip_prefix("<?xml") {
+        Some(rest) => rest.split_once("?>").unwrap().1.trim_start(),
+        None => document,
+    };
+    assert!(root.starts_with("<svg "), "{svg}");
+    assert!(svg.contains(r#"xmlns="http://www.w3.org/2000/svg""#));
+    assert!(svg.trim_end().ends_with("</svg>"));
+
+    let image_url = png_link["url"].as_str().unwrap().to_string();
+    let too_big = image_url.replace("size=800", "size=5000");
+    assert_eq!(
+        h.http.get(too_big).send().await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        h.control(Method::GET, "/emulator/qr-images/nope.png", None)
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    // Deleting the code kills its images too.
+    let deleted = h
+        .api(Method::DELETE, &format!("{QR_PATH}/sticker-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::OK);
+    assert_eq!(
+        h.http.get(image_url).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// 8-bit greyscale pixels of a PNG.
+fn decode_png(bytes: &[u8]) -> (usize, usize, Vec<u8>) {
+    let decoder = png::Decoder::new(std::io::Cursor::new(bytes.to_vec()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buffer = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buffer).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Grayscale);
+    assert_eq!(info.bit_depth, png::BitDepth::Eight);
+    buffer.truncate(info.buffer_size());
+    (info.width as usize, info.height as usize, buffer)
+}
+
+/// What a phone camera would read from the picture.
+fn scan_qr(width: usize, height: usize, grey: &[u8]) -> String {
+    let mut image =
+        rqrr::PreparedImage::prepare_from_greyscale(width, height, |x, y| grey[y * width + x]);
+    let grids = image.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in the image");
+    grids[0].decode().unwrap().1
+}
+
+// ---------------------------------------------------------------------------
+// Receipts
+// ---------------------------------------------------------------------------
+
+/// A taxi ride: distance and waiting time, a tip, NOK.
+fn taxi_receipt() -> Value {
+    json!({
+        "orderLines": [
+            {
+                "name": "Ride Oslo S - Gardermoen",
+                "id": "ride-km",
+                "totalAmount": 45000,
+                "totalAmountExcludingTax": 40179,
+                "totalTaxAmount": 4821,
+                "taxPercentage": 12,
+                "unitInfo": {"unitPrice": 1200, "quantity": "37.5", "quantityUnit": "KM"},
+                "discount": 0,
+                "isReturn": false,
+                "isShipping": false
+            },
+            {
+                "name": "Waiting time",
+                "id": "ride-wait",
+                "totalAmount": 5000,
+                "totalAmountExcludingTax": 4464,
+                "totalTaxAmount": 536,
+                "taxPercentage": 12,
+                "unitInfo": {"unitPrice": null, "quantity": "10", "quantityUnit": "MINUTE"}
+            }
+        ],
+        "bottomLine": {
+            "currency": "NOK",
+            "tipAmount": 2000,
+            "posId": "taxi-34",
+            "receiptNumber": "0001-77"
+        }
+    })
+}
+
+#[tokio::test]
+async fn receipts_are_validated_and_stored() {
+    let h = Harness::start().await;
+    let mut payment = web_payment("receipt-0001", 52_000);
+    payment["receipt"] = taxi_receipt();
+    let response = h.create(&payment, "receipt-ok").await;
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "{}",
+        response.text().await.unwrap()
+    );
+    let view: Value = h
+        .control(Method::GET, "/emulator/payments/receipt-0001", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["receipt"], taxi_receipt());
+    h.create_ok("receipt-none", 1_000).await;
+    assert!(h
+        .emulator()
+        .payment_view("receipt-none")
+        .unwrap()
+        .get("receipt")
+        .is_none());
+
+    type Edit = fn(&mut Value);
+    let cases: Vec<(Edit, &str)> = vec![
+        (|r| r["orderLines"] = json!([]), "receipt.orderLines"),
+        (
+            |r| {
+                r.as_object_mut().unwrap().remove("orderLines");
+            },
+            "receipt.orderLines",
+        ),
+        (
+            |r| {
+                r["orderLines"][0].as_object_mut().unwrap().remove("name");
+            },
+            "receipt.orderLines[0].name",
+        ),
+        (
+            |r| {
+                r["orderLines"][1].as_object_mut().unwrap().remove("id");
+            },
+            "receipt.orderLines[1].id",
+        ),
+        (
+            |r| {
+                r["orderLines"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("totalAmountExcludingTax");
+            },
+            "receipt.orderLines[0].totalAmountExcludingTax",
+        ),
+        (
+            |r| {
+                r["orderLines"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("taxPercentage");
+            },
+            "receipt.orderLines[0].taxPercentage",
+        ),
+        (
+            |r| r["orderLines"][0]["taxPercentage"] = json!(101),
+            "receipt.orderLines[0].taxPercentage",
+        ),
+        (
+            |r| r["orderLines"][0]["taxPercentage"] = json!(12.5),
+            "receipt.orderLines[0].taxPercentage",
+        ),
+        (
+            |r| r["orderLines"][0]["totalAmount"] = json!(-100),
+            "receipt.orderLines[0].totalAmount",
+        ),
+        (
+            |r| r["orderLines"][0]["totalTaxAmount"] = json!("4821"),
+            "receipt.orderLines[0].totalTaxAmount",
+        ),
+        (
+            |r| r["orderLines"][0]["discount"] = json!(-1),
+            "receipt.orderLines[0].discount",
+        ),
+        (
+            |r| r["orderLines"][0]["isReturn"] = json!("no"),
+            "receipt.orderLines[0].isReturn",
+        ),
+        (
+            |r| r["orderLines"][0]["unitInfo"]["quantity"] = json!(37.5),
+            "receipt.orderLines[0].unitInfo.quantity",
+        ),
+        (
+            |r| r["orderLines"][0]["unitInfo"]["quantity"] = json!("37,5"),
+            "receipt.orderLines[0].unitInfo.quantity",
+        ),
+        (
+            |r| r["orderLines"][0]["unitInfo"]["quantity"] = json!("1.123456789"),
+            "receipt.orderLines[0].unitInfo.quantity",
+        ),
+        (
+            |r| r["orderLines"][0]["unitInfo"]["quantity"] = json!("12345678901"),
+            "receipt.orderLines[0].unitInfo.quantity",
+        ),
+        (
+            |r| r["orderLines"][0]["unitInfo"]["quantityUnit"] = json!("MILE"),
+            "receipt.orderLines[0].unitInfo.quantityUnit",
+        ),
+        (
+            |r| {
+                r["orderLines"][0]["unitInfo"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("unitPrice");
+            },
+            "receipt.orderLines[0].unitInfo.unitPrice",
+        ),
+        (
+            |r| r["orderLines"][0]["unitInfo"]["unitPrice"] = json!(-5),
+            "receipt.orderLines[0].unitInfo.unitPrice",
+        ),
+        (
+            |r| {
+                r.as_object_mut().unwrap().remove("bottomLine");
+            },
+            "receipt.bottomLine",
+        ),
+        (
+            |r| {
+                r["bottomLine"].as_object_mut().unwrap().remove("currency");
+            },
+            "receipt.bottomLine.currency",
+        ),
+        (
+            |r| r["bottomLine"]["currency"] = json!("SEK"),
+            "receipt.bottomLine.currency",
+        ),
+        (
+            |r| r["bottomLine"]["currency"] = json!("DKK"),
+            "receipt.bottomLine.currency",
+        ),
+        (
+            |r| r["bottomLine"]["tipAmount"] = json!(-1),
+            "receipt.bottomLine.tipAmount",
+        ),
+        (
+            |r| r["bottomLine"]["receiptNumber"] = json!(1),
+            "receipt.bottomLine.receiptNumber",
+        ),
+        (
+            |r| r["bottomLine"]["posId"] = json!(34),
+            "receipt.bottomLine.posId",
+        ),
+    ];
+    for (i, (edit, field)) in cases.into_iter().enumerate() {
+        let mut receipt = taxi_receipt();
+        edit(&mut receipt);
+        let mut body = web_payment(&format!("receipt-bad-{i:02}"), 52_000);
+        body["receipt"] = receipt;
+        let response = h.create(&body, &format!("receipt-bad-{i}")).await;
+        let problem = assert_problem(response, StatusCode::BAD_REQUEST, "Invalid receipt").await;
+        let names: Vec<&str> = problem["extraDetails"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no extraDetails in {problem}"))
+            .iter()
+            .map(|d| d["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, [field], "{problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().starts_with(field),
+            "{problem}"
+        );
+        assert!(problem["extraDetails"][0]["reason"].is_string());
+    }
+    // Several mistakes are all listed.
+    let mut receipt = taxi_receipt();
+    receipt["orderLines"][0]["taxPercentage"] = json!(-1);
+    receipt["bottomLine"]["tipAmount"] = json!(-1);
+    let mut body = web_payment("receipt-bad-many", 52_000);
+    body["receipt"] = receipt;
+    let problem = assert_problem(
+        h.create(&body, "receipt-many").await,
+        StatusCode::BAD_REQUEST,
+        "Invalid receipt",
+    )
+    .await;
+    assert_eq!(
+        problem["extraDetails"].as_array().unwrap().len(),
+        2,
+        "{problem}"
+    );
+    assert!(h.emulator().payment_view("receipt-bad-00").is_none());
+}
+
+// ---------------------------------------------------------------------------
+// Convenience approve
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn convenience_approve_needs_no_token() {
+    let h = Harness::start().await;
+    let mut push = web_payment("easy-0001", 1_000);
+    push["userFlow"] = json!("PUSH_MESSAGE");
+    push["customer"] = json!({"phoneNumber": "4796666666"});
+    assert_eq!(
+        h.create(&push, "easy-1").await.status(),
+        StatusCode::CREATED
+    );
+    let approved = h
+        .control(Method::POST, "/emulator/payments/easy-0001/approve", None)
+        .await;
+    assert_eq!(approved.status(), StatusCode::OK);
+    let view: Value = approved.json().await.unwrap();
+    assert_eq!(view["state"], "AUTHORIZED");
+    assert_eq!(view["customerPhoneNumber"], "4796666666");
+    assert_eq!(h.get("easy-0001").await["state"], "AUTHORIZED");
+    let again = h
+        .control(Method::POST, "/emulator/payments/easy-0001/approve", None)
+        .await;
+    assert_problem(again, StatusCode::BAD_REQUEST, "Approve failed").await;
+
+    // As curl -d sends it (form content type), naming the approver; scope gives a sub.
+    h.create_scoped("easy-0002", "phoneNumber").await;
+    let approved = h
+        .http
+        .post(h.url("/emulator/payments/easy-0002/approve"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(r#"{"phoneNumber": "4797777777"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), StatusCode::OK);
+    let view: Value = approved.json().await.unwrap();
+    assert_eq!(view["customerPhoneNumber"], "4797777777");
+    let sub = h.sub_of("easy-0002").await;
+    assert_eq!(view["sub"], json!(sub));
+    let info: Value = h.userinfo(&sub).await.json().await.unwrap();
+    assert_eq!(info["phone_number"], "4797777777");
+
+    h.create_ok("easy-0003", 1_000).await;
+    let bad_phone = h
+        .control(
+            Method::POST,
+            "/emulator/payments/easy-0003/approve",
+            Some(json!({"phoneNumber": "91234567"})),
+        )
+        .await;
+    assert_problem(bad_phone, StatusCode::BAD_REQUEST, "Invalid phone number").await;
+    let unknown = h
+        .control(Method::POST, "/emulator/payments/easy-9999/approve", None)
+        .await;
+    assert_problem(unknown, StatusCode::NOT_FOUND, "Reference not found").await;
+
+    // In process, for tests that drive paygate.
+    assert!(h
+        .emulator()
+        .approve_payment("easy-0003", Some("123"))
+        .unwrap_err()
+        .starts_with("Invalid phone number"));
+    let view = h.emulator().approve_payment("easy-0003", None).unwrap();
+    assert_eq!(view["customerPhoneNumber"], "4712345678");
+    assert!(h
+        .emulator()
+        .approve_payment("easy-0003", None)
+        .unwrap_err()
+        .starts_with("Approve failed"));
+    // The control API is not the Vipps API: nothing counted as a force-approve.
+    assert_eq!(h.emulator().stats()["requests"]["approve"], 0);
+}

@@ -1,5 +1,6 @@
 //! paygate's domain: validated value types, the payment state machine and events. No I/O here.
 
+pub mod customer;
 pub mod error;
 pub mod event;
 pub mod money;
@@ -10,6 +11,7 @@ pub mod receipt;
 pub mod reference;
 pub mod state;
 
+pub use customer::CustomerProfile;
 pub use error::{FieldViolation, PaygateError};
 pub use event::{EventName, EventSource, NewEvent, PaymentEvent};
 pub use money::{Currency, Money};

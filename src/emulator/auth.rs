@@ -179,7 +179,7 @@ fn check_msn(msn: &str) -> Result<(), Problem> {
 }
 
 /// A header as trimmed, non-empty UTF-8 text.
-fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())

@@ -1,5 +1,8 @@
 //! The emulator-only control API under `/emulator` (no authentication): drive
-//! user actions, inspect payments and counters, and inject faults.
+//! user actions, inspect payments, users and counters, inject faults, and play
+//! the phone that scans a merchant redirect QR.
+
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -15,11 +18,12 @@ use super::faults::Fault;
 use super::model::EventName;
 use super::problem::Problem;
 use super::state::Payment;
-use super::Emulator;
+use super::{epayment, qr, userinfo, validate, Emulator};
 
 pub fn routes() -> Router<Emulator> {
     Router::new()
         .route("/emulator/payments/{reference}", get(payment))
+        .route("/emulator/payments/{reference}/approve", post(approve))
         .route("/emulator/payments/{reference}/reject", post(reject))
         .route("/emulator/payments/{reference}/expire", post(expire))
         .route("/emulator/stats", get(stats))
@@ -32,6 +36,15 @@ pub fn routes() -> Router<Emulator> {
             "/emulator/webhook-faults",
             post(set_webhook_faults).delete(clear_webhook_faults),
         )
+        .route("/emulator/profile-lag", post(set_profile_lag))
+        .route("/emulator/users/{sub}", get(user))
+        .route(
+            "/emulator/users/{sub}/backdate-consent",
+            post(backdate_consent),
+        )
+        .route("/emulator/qr/{id}/resolve", get(qr::resolve))
+        .route("/emulator/qr-scan/{token}", get(qr::scan))
+        .route("/emulator/qr-images/{file}", get(qr::image))
 }
 
 /// References are unique per MSN only; `?msn=` picks one when several merchants share one.
@@ -60,6 +73,12 @@ pub fn view(payment: &Payment) -> Value {
     if let Some(url) = &payment.redirect_url {
         view["redirectUrl"] = json!(url);
     }
+    if let Some(scope) = &payment.scope {
+        view["scope"] = json!(scope);
+    }
+    if let Some(receipt) = &payment.receipt {
+        view["receipt"] = receipt.clone();
+    }
     view
 }
 
@@ -72,6 +91,44 @@ async fn payment(
     match world.payments.find(&reference, scope.msn.as_deref()) {
         Some(payment) => Json(view(payment)).into_response(),
         None => Problem::reference_not_found(&reference).into_response(),
+    }
+}
+
+/// The user approves, like the authenticated test force-approve, for humans
+/// with curl: optional body `{phoneNumber}` (any Content-Type).
+async fn approve(
+    State(emulator): State<Emulator>,
+    Path(reference): Path<String>,
+    Query(scope): Query<Scope>,
+    body: Bytes,
+) -> Response {
+    let phone_number = match approver_phone(&body) {
+        Ok(phone) => phone,
+        Err(problem) => return problem.into_response(),
+    };
+    let mut world = emulator.world();
+    let Some(msn) = world
+        .payments
+        .find(&reference, scope.msn.as_deref())
+        .map(|p| p.msn.clone())
+    else {
+        return Problem::reference_not_found(&reference).into_response();
+    };
+    match epayment::approve(&emulator, &mut world, &msn, &reference, phone_number, None) {
+        Ok(payment) => Json(view(payment)).into_response(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+fn approver_phone(body: &[u8]) -> Result<Option<String>, Problem> {
+    let body = validate::optional_json_body(body)?;
+    match body.get("phoneNumber").filter(|v| !v.is_null()) {
+        Some(phone) => validate::phone_number(phone).map(Some),
+        None if body.is_null() || body.is_object() => Ok(None),
+        None => Err(Problem::bad_request(
+            "Invalid request body",
+            "The body is optional; when sent it is {\"phoneNumber\": \"4791234567\"}",
+        )),
     }
 }
 
@@ -145,6 +202,64 @@ async fn list_faults(State(emulator): State<Emulator>) -> Json<Value> {
 async fn clear_faults(State(emulator): State<Emulator>) -> StatusCode {
     emulator.clear_faults();
     StatusCode::NO_CONTENT
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ProfileLag {
+    gets_without_sub: u32,
+}
+
+/// `{"getsWithoutSub": n}`: the next n GET payment answers omit `profile.sub`.
+async fn set_profile_lag(State(emulator): State<Emulator>, body: Bytes) -> Response {
+    match serde_json::from_slice::<ProfileLag>(&body) {
+        Ok(lag) => {
+            emulator.set_profile_lag(lag.gets_without_sub);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => Problem::bad_request("Invalid profile lag", e.to_string()).into_response(),
+    }
+}
+
+async fn user(State(emulator): State<Emulator>, Path(sub): Path<String>) -> Response {
+    match emulator.world().users.get(&sub) {
+        Some(user) => Json(userinfo::view(user)).into_response(),
+        None => unknown_user(&sub),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsentAge {
+    hours: u32,
+}
+
+/// `{"hours": n}`: the user's latest consent was given n hours ago.
+async fn backdate_consent(
+    State(emulator): State<Emulator>,
+    Path(sub): Path<String>,
+    body: Bytes,
+) -> Response {
+    let age = match serde_json::from_slice::<ConsentAge>(&body) {
+        Ok(age) => age,
+        Err(e) => {
+            return Problem::bad_request("Invalid consent age", e.to_string()).into_response()
+        }
+    };
+    if emulator.backdate_consent(&sub, Duration::from_secs(u64::from(age.hours) * 3600)) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        unknown_user(&sub)
+    }
+}
+
+fn unknown_user(sub: &str) -> Response {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "User not found",
+        format!("No consenting user with sub '{sub}'"),
+    )
+    .into_response()
 }
 
 async fn set_webhook_faults(State(emulator): State<Emulator>, body: Bytes) -> Response {

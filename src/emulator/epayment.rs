@@ -14,7 +14,7 @@ use super::model::{Amount, PaymentEvent};
 use super::problem::{ApiError, Problem};
 use super::state::{Operation, Payment};
 use super::validate;
-use super::Emulator;
+use super::{Emulator, World};
 
 type ApiResult = Result<Response, ApiError>;
 
@@ -69,7 +69,12 @@ pub async fn get_payment(
         .payments
         .get(&msn, &reference)
         .ok_or_else(|| Problem::reference_not_found(&reference))?;
-    Ok(json_response(StatusCode::OK, &payment_body(payment)))
+    // Vipps fills profile.sub in asynchronously; the profile-lag knob mimics that.
+    let hide_sub = payment.sub.is_some() && emulator.take_profile_lag();
+    Ok(json_response(
+        StatusCode::OK,
+        &payment_body(payment, hide_sub),
+    ))
 }
 
 pub async fn get_events(
@@ -123,21 +128,44 @@ pub async fn force_approve(
     let msn = read_access(&emulator, &headers, &reference)?;
     require_json_content_type(&headers, &body)?;
     let approval = validate::approval(&validate::optional_json_body(&body)?)?;
-    let fallback_phone = emulator.config().default_phone_number.clone();
     let mut world = emulator.world();
-    let (event, _) = world
-        .payments
-        .transition(&msn, &reference, |payment, psp| {
-            payment.approve(
-                psp,
-                approval.phone_number,
-                approval.token.as_deref(),
-                &fallback_phone,
-            )
+    approve(
+        &emulator,
+        &mut world,
+        &msn,
+        &reference,
+        approval.phone_number,
+        approval.token.as_deref(),
+    )?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// The user approves in the app; shared by force-approve, the control API and
+/// `Emulator::approve_payment`. The approving phone (given, else the create
+/// request's customer, else the configured default) becomes a test user of
+/// the sales unit, consenting to the payment's scope for Userinfo.
+pub(super) fn approve<'w>(
+    emulator: &Emulator,
+    world: &'w mut World,
+    msn: &str,
+    reference: &str,
+    phone_number: Option<String>,
+    token: Option<&str>,
+) -> Result<&'w Payment, Problem> {
+    let fallback_phone = emulator.config().default_phone_number.clone();
+    let World {
+        payments, users, ..
+    } = world;
+    let (event, payment) = payments
+        .transition(msn, reference, |payment, psp| {
+            payment.approve(psp, phone_number, token, &fallback_phone)
         })
         .map_err(|e| e.problem())?;
-    emulator.publish(&msn, &event);
-    Ok(StatusCode::OK.into_response())
+    emulator.publish(msn, &event);
+    if let Some(phone) = &payment.customer_phone {
+        users.record_approval(phone, msn, payment.scope.as_deref());
+    }
+    Ok(payment)
 }
 
 /// Which modification endpoint was called.
@@ -246,10 +274,10 @@ fn replay_or_conflict(
     }
 }
 
-/// GetPaymentResponse.
-fn payment_body(payment: &Payment) -> Value {
+/// GetPaymentResponse; `hide_sub` leaves out a `profile.sub` not "arrived" yet.
+fn payment_body(payment: &Payment, hide_sub: bool) -> Value {
     let mut profile = json!({});
-    if let Some(sub) = &payment.sub {
+    if let Some(sub) = payment.sub.as_ref().filter(|_| !hide_sub) {
         profile["sub"] = json!(sub);
     }
     let mut body = json!({

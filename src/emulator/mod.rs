@@ -15,12 +15,16 @@ mod faults;
 mod idempotency;
 mod model;
 mod problem;
+mod qr;
+mod qr_image;
 mod state;
 mod stats;
+mod userinfo;
 mod validate;
 mod webhooks;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -41,8 +45,10 @@ use faults::FaultQueue;
 use idempotency::IdempotencyStore;
 use model::PaymentEvent;
 use problem::Problem;
+use qr::QrStore;
 use state::PaymentStore;
 use stats::Stats;
+use userinfo::UserStore;
 
 /// How the emulator behaves; the defaults mimic the Vipps test environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,11 +90,17 @@ struct Inner {
     stats: Stats,
     /// Webhook registrations and their delivery queues.
     webhooks: Arc<Dispatcher>,
+    /// Merchant redirect QR codes.
+    qr: Mutex<QrStore>,
+    /// How many more GET payment answers omit `profile.sub` (it arrives late at Vipps).
+    profile_lag: AtomicU32,
 }
 
 struct World {
     payments: PaymentStore,
     idempotency: IdempotencyStore,
+    /// Users who approved payments, and what they consented to share.
+    users: UserStore,
 }
 
 impl Emulator {
@@ -98,6 +110,7 @@ impl Emulator {
                 world: Mutex::new(World {
                     payments: PaymentStore::default(),
                     idempotency: IdempotencyStore::default(),
+                    users: UserStore::default(),
                 }),
                 tokens: Mutex::new(TokenStore::default()),
                 faults: Mutex::new(FaultQueue::default()),
@@ -106,6 +119,8 @@ impl Emulator {
                     config.webhook_retry_initial,
                     config.webhook_retry_max_attempts,
                 )),
+                qr: Mutex::new(QrStore::default()),
+                profile_lag: AtomicU32::new(0),
                 config,
             }),
         }
@@ -148,6 +163,15 @@ impl Emulator {
                 post(webhooks::register).get(webhooks::list),
             )
             .route("/webhooks/v1/webhooks/{id}", delete(webhooks::delete))
+            .route(
+                "/vipps-userinfo-api/userinfo/{sub}",
+                get(userinfo::get_userinfo),
+            )
+            .route("/qr/v1/merchant-redirect", post(qr::create).get(qr::list))
+            .route(
+                "/qr/v1/merchant-redirect/{id}",
+                get(qr::get).put(qr::update).delete(qr::delete),
+            )
             .layer(from_fn_with_state(self.clone(), faults::inject))
             .layer(from_fn_with_state(self.clone(), stats::count_requests));
         vipps
@@ -210,6 +234,57 @@ impl Emulator {
             .map(control::view)
     }
 
+    /// The user approves, as `POST /emulator/payments/{reference}/approve` does:
+    /// with this phone, else the create request's customer, else the configured
+    /// default. Returns the internal view, or the refusal as "title: detail".
+    pub fn approve_payment(
+        &self,
+        reference: &str,
+        phone_number: Option<&str>,
+    ) -> Result<Value, String> {
+        let refusal = |problem: Problem| format!("{}: {}", problem.title, problem.detail);
+        let phone_number = phone_number
+            .map(|p| validate::phone_number(&Value::from(p)))
+            .transpose()
+            .map_err(refusal)?;
+        let mut world = self.world();
+        let msn = world
+            .payments
+            .find(reference, None)
+            .map(|p| p.msn.clone())
+            .ok_or_else(|| format!("Reference not found: {reference}"))?;
+        epayment::approve(self, &mut world, &msn, reference, phone_number, None)
+            .map(control::view)
+            .map_err(refusal)
+    }
+
+    /// The next `gets` GET payment answers for a payment with a `sub` leave
+    /// `profile.sub` out, as Vipps does while it is still being filled in
+    /// (same as `POST /emulator/profile-lag`). 0 turns it off.
+    pub fn set_profile_lag(&self, gets: u32) {
+        self.inner.profile_lag.store(gets, Ordering::SeqCst);
+    }
+
+    /// Makes the user's latest consent `age` old (Userinfo refuses consents
+    /// older than 168 hours). False for an unknown sub or one without consent.
+    pub fn backdate_consent(&self, sub: &str, age: Duration) -> bool {
+        let age = chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+        self.world().users.backdate_consent(sub, age)
+    }
+
+    /// The `GET /emulator/users/{sub}` JSON: phone, MSN, consent and full profile.
+    pub fn user_view(&self, sub: &str) -> Option<Value> {
+        self.world().users.get(sub).map(userinfo::view)
+    }
+
+    /// Where scanning the merchant redirect QR `id` leads now (the newest with
+    /// that id when several MSNs use it); `None` once deleted or expired.
+    pub fn qr_redirect_url(&self, id: &str) -> Option<String> {
+        self.qr_store()
+            .find(id, None)
+            .map(|code| code.redirect_url.clone())
+    }
+
     /// The `GET /emulator/stats` JSON.
     pub fn stats(&self) -> Value {
         let mut stats = self.inner.stats.to_json();
@@ -223,6 +298,18 @@ impl Emulator {
 
     fn world(&self) -> MutexGuard<'_, World> {
         lock(&self.inner.world)
+    }
+
+    fn qr_store(&self) -> MutexGuard<'_, QrStore> {
+        lock(&self.inner.qr)
+    }
+
+    /// Whether this GET payment answer should leave `profile.sub` out; uses up one.
+    fn take_profile_lag(&self) -> bool {
+        self.inner
+            .profile_lag
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     fn stats_counters(&self) -> &Stats {

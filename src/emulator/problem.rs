@@ -6,6 +6,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::json;
 
 /// Where problem `type` URIs point; clients should match on `type`, not `title`.
@@ -20,6 +21,15 @@ pub struct Problem {
     pub detail: String,
     /// Stable `type` slug for titles that embed variable text; derived from the title otherwise.
     pub kind: Option<&'static str>,
+    /// Per-field reasons (`extraDetails`, newer ePayment versions); omitted when empty.
+    pub extra_details: Vec<ExtraDetail>,
+}
+
+/// One `extraDetails` entry: which field, and why it was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExtraDetail {
+    pub name: String,
+    pub reason: String,
 }
 
 impl Problem {
@@ -29,7 +39,13 @@ impl Problem {
             title: title.into(),
             detail: detail.into(),
             kind: None,
+            extra_details: Vec::new(),
         }
+    }
+
+    pub fn with_extra_details(mut self, details: Vec<ExtraDetail>) -> Self {
+        self.extra_details = details;
+        self
     }
 
     pub fn with_kind(mut self, kind: &'static str) -> Self {
@@ -59,13 +75,17 @@ impl Problem {
 
     /// The problem JSON body (also used for injected faults).
     pub fn body(&self) -> serde_json::Value {
-        json!({
+        let mut body = json!({
             "type": format!("{PROBLEM_TYPE_BASE}{}", self.kind.map_or_else(|| slug(&self.title), str::to_string)),
             "title": self.title,
             "detail": self.detail,
             "status": self.status.as_u16(),
             "traceId": uuid::Uuid::new_v4().to_string(),
-        })
+        });
+        if !self.extra_details.is_empty() {
+            body["extraDetails"] = json!(self.extra_details);
+        }
+        body
     }
 }
 
@@ -141,5 +161,13 @@ mod tests {
             assert!(body.get(field).is_some(), "{field}");
         }
         assert_eq!(body["status"], 400);
+        assert!(body.get("extraDetails").is_none());
+        let detailed = Problem::bad_request("Invalid receipt", "x")
+            .with_extra_details(vec![ExtraDetail {
+                name: "receipt.orderLines".into(),
+                reason: "at least one".into(),
+            }])
+            .body();
+        assert_eq!(detailed["extraDetails"][0]["name"], "receipt.orderLines");
     }
 }

@@ -49,6 +49,8 @@ pub struct Payment {
     /// The `token` inside `redirect_url`; force-approve may present it.
     pub redirect_token: String,
     pub metadata: Option<Map<String, Value>>,
+    /// The Order Management receipt sent with create, as sent.
+    pub receipt: Option<Value>,
     pub scope: Option<String>,
     /// Userinfo subject, set on approval when a scope was requested.
     pub sub: Option<String>,
@@ -193,6 +195,7 @@ impl PaymentStore {
             redirect_url,
             redirect_token: token,
             metadata: new.metadata,
+            receipt: new.receipt,
             scope: new.scope,
             sub: None,
             requested_phone: new.customer_phone,
@@ -498,6 +501,7 @@ mod tests {
                 scope: scope.map(str::to_string),
                 qr_target_url: false,
                 metadata: None,
+                receipt: None,
             },
             "create-key",
         );

@@ -22,10 +22,12 @@ pub enum RequestKind {
     Cancel,
     Approve,
     Webhooks,
+    Userinfo,
+    Qr,
 }
 
 impl RequestKind {
-    const ALL: [Self; 9] = [
+    const ALL: [Self; 11] = [
         Self::Token,
         Self::Create,
         Self::Get,
@@ -35,6 +37,8 @@ impl RequestKind {
         Self::Cancel,
         Self::Approve,
         Self::Webhooks,
+        Self::Userinfo,
+        Self::Qr,
     ];
 
     fn name(self) -> &'static str {
@@ -48,6 +52,8 @@ impl RequestKind {
             Self::Cancel => "cancel",
             Self::Approve => "approve",
             Self::Webhooks => "webhooks",
+            Self::Userinfo => "userinfo",
+            Self::Qr => "qr",
         }
     }
 
@@ -68,6 +74,8 @@ impl RequestKind {
             ["epayment", "v1", "payments", _, "cancel"] if post => Some(Self::Cancel),
             ["epayment", "v1", "test", "payments", _, "approve"] if post => Some(Self::Approve),
             ["webhooks", "v1", "webhooks", ..] => Some(Self::Webhooks),
+            ["vipps-userinfo-api", "userinfo", ..] => Some(Self::Userinfo),
+            ["qr", "v1", ..] => Some(Self::Qr),
             _ => None,
         }
     }
@@ -173,7 +181,18 @@ mod tests {
                 "/webhooks/v1/webhooks/abc",
                 Some(RequestKind::Webhooks),
             ),
+            (
+                Method::GET,
+                "/vipps-userinfo-api/userinfo/c06c4afe-d9e1-4c5d-939a-177d752a0944",
+                Some(RequestKind::Userinfo),
+            ),
+            (
+                Method::PUT,
+                "/qr/v1/merchant-redirect/stand-1",
+                Some(RequestKind::Qr),
+            ),
             (Method::GET, "/emulator/stats", None),
+            (Method::GET, "/emulator/qr-images/abc.png", None),
         ];
         for (method, path, expected) in cases {
             assert_eq!(

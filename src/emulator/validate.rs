@@ -8,7 +8,7 @@
 use serde_json::{Map, Value};
 
 use super::model::{Amount, Currency, PaymentMethodType, UserFlow};
-use super::problem::Problem;
+use super::problem::{ExtraDetail, Problem};
 
 /// Largest amount the spec allows (minor units).
 const MAX_AMOUNT: i64 = 65_000_000;
@@ -33,6 +33,8 @@ pub struct NewPayment {
     /// QR flow with `qrFormat.format = TEXT/TARGETURL`: answer the landing URL itself.
     pub qr_target_url: bool,
     pub metadata: Option<Map<String, Value>>,
+    /// The validated Order Management receipt, kept as sent.
+    pub receipt: Option<Value>,
 }
 
 /// Approve body: `{customer?, token?}`.
@@ -256,11 +258,12 @@ pub fn create_payment(body: &Value) -> Result<NewPayment, Problem> {
         Some(m) => Some(metadata(m)?),
         None => None,
     };
-    if let Some(receipt_value) = present(obj, "receipt") {
-        receipt(receipt_value)?;
-    }
+    let receipt = match present(obj, "receipt") {
+        Some(r) => Some(receipt(r, amount.currency)?),
+        None => None,
+    };
     if let Some(expires_at) = present(obj, "expiresAt") {
-        expires_at_field(expires_at, user_flow, present(obj, "receipt").is_some())?;
+        expires_at_field(expires_at, user_flow, receipt.is_some())?;
     }
     let qr_target_url = match present(obj, "qrFormat") {
         Some(format) => qr_format(format)?,
@@ -279,6 +282,7 @@ pub fn create_payment(body: &Value) -> Result<NewPayment, Problem> {
         scope,
         qr_target_url: qr_target_url && user_flow == UserFlow::Qr,
         metadata,
+        receipt,
     })
 }
 
@@ -457,50 +461,239 @@ fn metadata(value: &Value) -> Result<Map<String, Value>, Problem> {
     Ok(obj.clone())
 }
 
-/// Order Management `Receipt`, checked for shape only (the server computes totals itself).
-fn receipt(value: &Value) -> Result<(), Problem> {
-    let invalid = |why: &str| Problem::bad_request("Invalid receipt", why.to_string());
-    let obj = value
-        .as_object()
-        .ok_or_else(|| invalid("receipt must be an object"))?;
-    let lines = present(obj, "orderLines")
-        .and_then(Value::as_array)
-        .ok_or_else(|| invalid("receipt.orderLines is required"))?;
-    if lines.is_empty() {
-        return Err(invalid("receipt.orderLines needs at least one line"));
+/// Units an order line's `unitInfo.quantityUnit` may name.
+const QUANTITY_UNITS: [&str; 6] = ["PCS", "KG", "KM", "MINUTE", "LITRE", "KWH"];
+const BARCODE_FORMATS: [&str; 3] = ["EAN-13", "CODE 39", "CODE 128"];
+
+/// Order Management `Receipt` (tag 2.3.24, which ePayment's `receipt` refers to).
+/// Every violation is reported in `extraDetails`, named by its JSON path, the way
+/// the real API lists validation errors; the server computes totals itself, so
+/// sums are not cross-checked. Returns the receipt as sent, for storage.
+fn receipt(value: &Value, currency: Currency) -> Result<Value, Problem> {
+    let mut check = ReceiptCheck::default();
+    check.receipt(value, currency);
+    let Some(first) = check.violations.first() else {
+        return Ok(value.clone());
+    };
+    let mut detail = format!("{}: {}", first.name, first.reason);
+    if check.violations.len() > 1 {
+        detail.push_str(&format!(
+            " (and {} more; see extraDetails)",
+            check.violations.len() - 1
+        ));
     }
-    for line in lines {
-        let line = line
-            .as_object()
-            .ok_or_else(|| invalid("each order line must be an object"))?;
+    Err(Problem::bad_request("Invalid receipt", detail).with_extra_details(check.violations))
+}
+
+/// Collects receipt violations instead of stopping at the first.
+#[derive(Debug, Default)]
+struct ReceiptCheck {
+    violations: Vec<ExtraDetail>,
+}
+
+impl ReceiptCheck {
+    fn add(&mut self, name: &str, reason: &str) {
+        self.violations.push(ExtraDetail {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        });
+    }
+
+    fn receipt(&mut self, value: &Value, currency: Currency) {
+        let Some(obj) = value.as_object() else {
+            self.add("receipt", "must be an object {orderLines, bottomLine}");
+            return;
+        };
+        match present(obj, "orderLines") {
+            None => self.add("receipt.orderLines", "is required"),
+            Some(Value::Array(lines)) if lines.is_empty() => {
+                self.add("receipt.orderLines", "needs at least one order line")
+            }
+            Some(Value::Array(lines)) => {
+                for (i, line) in lines.iter().enumerate() {
+                    self.order_line(line, &format!("receipt.orderLines[{i}]"));
+                }
+            }
+            Some(_) => self.add("receipt.orderLines", "must be an array of order lines"),
+        }
+        match present(obj, "bottomLine") {
+            None => self.add("receipt.bottomLine", "is required"),
+            Some(Value::Object(bottom)) => self.bottom_line(bottom, currency),
+            Some(_) => self.add("receipt.bottomLine", "must be an object"),
+        }
+    }
+
+    fn order_line(&mut self, line: &Value, path: &str) {
+        let Some(line) = line.as_object() else {
+            self.add(path, "must be an object");
+            return;
+        };
         for key in ["name", "id"] {
             if !present(line, key).is_some_and(Value::is_string) {
-                return Err(invalid(&format!("order line {key} must be a string")));
+                self.add(&format!("{path}.{key}"), "is required and must be a string");
             }
         }
         for key in ["totalAmount", "totalAmountExcludingTax", "totalTaxAmount"] {
-            if present(line, key)
-                .and_then(Value::as_i64)
-                .is_none_or(|v| v < 0)
-            {
-                return Err(invalid(&format!(
-                    "order line {key} must be a non-negative integer"
-                )));
+            self.non_negative(line, key, path, true);
+        }
+        match present(line, "taxPercentage") {
+            None => self.add(&format!("{path}.taxPercentage"), "is required"),
+            Some(v) if v.as_i64().is_some_and(|p| (0..=100).contains(&p)) => {}
+            Some(_) => self.add(
+                &format!("{path}.taxPercentage"),
+                "must be an integer between 0 and 100",
+            ),
+        }
+        match present(line, "unitInfo") {
+            None => {}
+            Some(Value::Object(unit)) => self.unit_info(unit, &format!("{path}.unitInfo")),
+            Some(_) => self.add(&format!("{path}.unitInfo"), "must be an object"),
+        }
+        self.non_negative(line, "discount", path, false);
+        self.optional_string(line, "productUrl", path);
+        for key in ["isReturn", "isShipping"] {
+            if present(line, key).is_some_and(|v| !v.is_boolean()) {
+                self.add(&format!("{path}.{key}"), "must be a boolean");
             }
         }
     }
-    let bottom = present(obj, "bottomLine")
-        .and_then(Value::as_object)
-        .ok_or_else(|| invalid("receipt.bottomLine is required"))?;
-    match present(bottom, "currency")
-        .and_then(Value::as_str)
-        .and_then(Currency::parse)
-    {
-        Some(_) => Ok(()),
-        None => Err(invalid(
-            "receipt.bottomLine.currency must be NOK, DKK or EUR",
-        )),
+
+    fn unit_info(&mut self, unit: &Map<String, Value>, path: &str) {
+        // `unitPrice` is required but nullable: the key must be there.
+        match unit.get("unitPrice") {
+            None => self.add(&format!("{path}.unitPrice"), "is required (it may be null)"),
+            Some(Value::Null) => {}
+            Some(_) => self.non_negative(unit, "unitPrice", path, true),
+        }
+        match present(unit, "quantity").map(Value::as_str) {
+            None => self.add(&format!("{path}.quantity"), "is required"),
+            Some(Some(q)) if is_quantity(q) => {}
+            Some(_) => self.add(
+                &format!("{path}.quantity"),
+                "must be a string of at most 10 characters matching ^\\d+([\\.]\\d{1,8})?$, e.g. \"2.5\"",
+            ),
+        }
+        if let Some(quantity_unit) = present(unit, "quantityUnit") {
+            if !quantity_unit
+                .as_str()
+                .is_some_and(|u| QUANTITY_UNITS.contains(&u))
+            {
+                self.add(
+                    &format!("{path}.quantityUnit"),
+                    &format!("must be one of {}", QUANTITY_UNITS.join(", ")),
+                );
+            }
+        }
     }
+
+    fn bottom_line(&mut self, bottom: &Map<String, Value>, currency: Currency) {
+        let path = "receipt.bottomLine";
+        match present(bottom, "currency").map(|c| c.as_str().and_then(Currency::parse)) {
+            None => self.add("receipt.bottomLine.currency", "is required"),
+            Some(None) => self.add("receipt.bottomLine.currency", "must be NOK, DKK or EUR"),
+            Some(Some(c)) if c != currency => self.add(
+                "receipt.bottomLine.currency",
+                &format!(
+                    "{} does not match the payment currency {}",
+                    c.code(),
+                    currency.code()
+                ),
+            ),
+            Some(Some(_)) => {}
+        }
+        for key in [
+            "tipAmount",
+            "giftCardAmount",
+            "totalTax",
+            "totalDiscount",
+            "shippingAmount",
+        ] {
+            self.non_negative(bottom, key, path, false);
+        }
+        if present(bottom, "totalAmount").is_some_and(|v| v.as_i64().is_none()) {
+            self.add("receipt.bottomLine.totalAmount", "must be an integer");
+        }
+        for key in ["posId", "receiptNumber", "terminalId"] {
+            self.optional_string(bottom, key, path);
+        }
+        match present(bottom, "paymentSources") {
+            None => {}
+            Some(Value::Object(sources)) => {
+                for key in ["giftCard", "card", "voucher", "cash"] {
+                    self.non_negative(sources, key, "receipt.bottomLine.paymentSources", false);
+                }
+            }
+            Some(_) => self.add("receipt.bottomLine.paymentSources", "must be an object"),
+        }
+        match present(bottom, "barcode") {
+            None => {}
+            Some(Value::Object(barcode)) => self.barcode(barcode),
+            Some(_) => self.add("receipt.bottomLine.barcode", "must be an object"),
+        }
+    }
+
+    fn barcode(&mut self, barcode: &Map<String, Value>) {
+        let format = present(barcode, "format").and_then(Value::as_str);
+        let format = match format {
+            Some(f) if BARCODE_FORMATS.contains(&f) => f,
+            _ => {
+                self.add(
+                    "receipt.bottomLine.barcode.format",
+                    &format!(
+                        "is required and must be one of {}",
+                        BARCODE_FORMATS.join(", ")
+                    ),
+                );
+                return;
+            }
+        };
+        let data = present(barcode, "data").and_then(Value::as_str);
+        let valid = data.is_some_and(|d| {
+            !d.is_empty()
+                && match format {
+                    "EAN-13" => d.len() <= 13 && d.bytes().all(|b| b.is_ascii_digit()),
+                    "CODE 39" => d.bytes().all(|b| {
+                        b.is_ascii_uppercase() || b.is_ascii_digit() || b" -.$/+%".contains(&b)
+                    }),
+                    _ => d.bytes().all(|b| b.is_ascii() && !b.is_ascii_control()),
+                }
+        });
+        if !valid {
+            self.add(
+                "receipt.bottomLine.barcode.data",
+                &format!("is required and must be valid {format} data"),
+            );
+        }
+    }
+
+    /// An int64 amount in minor units that must not be negative.
+    fn non_negative(&mut self, obj: &Map<String, Value>, key: &str, path: &str, required: bool) {
+        match present(obj, key) {
+            None if required => self.add(&format!("{path}.{key}"), "is required"),
+            None => {}
+            Some(v) if v.as_i64().is_some_and(|n| n >= 0) => {}
+            Some(_) => self.add(
+                &format!("{path}.{key}"),
+                "must be a non-negative integer in minor units",
+            ),
+        }
+    }
+
+    fn optional_string(&mut self, obj: &Map<String, Value>, key: &str, path: &str) {
+        if present(obj, key).is_some_and(|v| !v.is_string()) {
+            self.add(&format!("{path}.{key}"), "must be a string");
+        }
+    }
+}
+
+/// `^\d+([\.]\d{1,8})?$`, at most 10 characters.
+fn is_quantity(q: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    q.len() <= 10
+        && match q.split_once('.') {
+            None => digits(q),
+            Some((whole, fraction)) => digits(whole) && digits(fraction) && fraction.len() <= 8,
+        }
 }
 
 /// `expiresAt`: RFC 3339, 10 minutes to 28 days ahead, PUSH_MESSAGE or QR only, with a receipt.

@@ -64,6 +64,7 @@ pub fn subscribe(
 ) -> mpsc::Receiver<Result<StreamItem, PaygateError>> {
     let (tx, rx) = mpsc::channel(CHANNEL);
     tokio::spawn(async move {
+        let _gauge = SubscriberGauge::new();
         let mut cursor = filter.after_sequence.unwrap_or_else(|| feed.latest());
         let mut latest = feed.watch();
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
@@ -121,4 +122,20 @@ pub fn subscribe(
         }
     });
     rx
+}
+
+/// Counts open streams in `paygate_stream_subscribers` for as long as it lives.
+struct SubscriberGauge;
+
+impl SubscriberGauge {
+    fn new() -> Self {
+        metrics::gauge!("paygate_stream_subscribers").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for SubscriberGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("paygate_stream_subscribers").decrement(1.0);
+    }
 }

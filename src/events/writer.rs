@@ -28,6 +28,10 @@ pub async fn run(store: Store, mut queue: mpsc::Receiver<Job>, feed: Feed) {
         let (changes, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
         match store.commit_batch(changes).await {
             Ok(results) => {
+                for event in results.iter().flat_map(|r| r.appended.iter()) {
+                    metrics::counter!("paygate_events_appended_total", "source" => event.event.source.as_str())
+                        .increment(1);
+                }
                 feed.offer(results.iter().flat_map(|r| r.appended.iter()));
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(Ok(result));

@@ -7,7 +7,8 @@ use super::{commands::CreatePayment, errors, upstream, Payments};
 use crate::{
     domain::{
         operation::fingerprint, Aggregate, EventName, IdempotencyKey, NewOperation, Operation,
-        OperationKind, OperationStatus, PaygateError, Payment, PaymentState, Reference,
+        OperationKind, OperationStatus, PaygateError, Payment, PaymentState, PhoneNumber,
+        Reference, UserFlow,
     },
     store::{Change, Finish, RemoteView, StartOutcome},
     vipps::models,
@@ -15,9 +16,12 @@ use crate::{
 
 impl Payments {
     /// Creates a payment request, exactly once per idempotency key.
-    pub async fn create(&self, cmd: CreatePayment) -> Result<Payment, PaygateError> {
+    pub async fn create(&self, mut cmd: CreatePayment) -> Result<Payment, PaygateError> {
         // The fingerprint covers what the caller sent, before paygate fills in defaults.
         let fingerprint = fingerprint(&create_params(&cmd));
+        if cmd.user_flow == UserFlow::PushMessage && cmd.phone_number.is_none() {
+            cmd.phone_number = Some(self.known_phone(cmd.customer_key.as_deref()).await?);
+        }
         let reference = cmd.reference.clone().unwrap_or_else(Reference::generate);
         let key = cmd
             .idempotency_key
@@ -49,7 +53,11 @@ impl Payments {
             fingerprint: fingerprint.clone(),
             request,
         };
-        match self.store().start_create(&payment, op).await? {
+        match self
+            .store()
+            .start_create(&payment, !cmd.profile_scopes.is_empty(), op)
+            .await?
+        {
             StartOutcome::Started(op) => self.send_create(op).await,
             StartOutcome::Existing(op) => {
                 super::modify::check_same_request(&op, &fingerprint)?;
@@ -87,7 +95,7 @@ impl Payments {
                     }),
                     confirm: true,
                     finish: Some((op.id, Finish::Succeeded)),
-                    discard_payment: false,
+                    ..Change::default()
                 };
                 self.log
                     .commit(change)
@@ -110,6 +118,28 @@ impl Payments {
                 tracing::warn!(reference = %op.reference, error = %e, "create outcome unknown; left pending");
                 Err(errors::from_vipps(&e))
             }
+        }
+    }
+}
+
+impl Payments {
+    /// The stored phone number of a known customer, for a push without a number.
+    async fn known_phone(&self, customer_key: Option<&str>) -> Result<PhoneNumber, PaygateError> {
+        let explain = |why: String| {
+            PaygateError::invalid(
+                "customer.phone_number",
+                format!(
+                    "USER_FLOW_PUSH_MESSAGE needs the customer's phone number: set customer.phone_number, \
+                     or customer_key of a customer who shared their number in an earlier payment ({why})"
+                ),
+            )
+        };
+        let key = customer_key.ok_or_else(|| explain("neither is set".into()))?;
+        match self.store().get_customer(key).await? {
+            Some(c) => Ok(c.phone_number),
+            None => Err(explain(format!(
+                "customer_key {key:?} has no stored phone number"
+            ))),
         }
     }
 }

@@ -8,14 +8,21 @@
 
 mod commands;
 mod create;
+mod customers;
 mod errors;
 mod modify;
+mod profile;
 mod refresh;
 pub(crate) mod upstream;
 
 use crate::{events::EventLog, store::Store, vipps::VippsClient};
 
 pub use commands::{CaptureOrRefund, CreatePayment};
+
+/// The service error for a Vipps failure (shared with the QR service).
+pub fn upstream_error(e: &crate::vipps::VippsError) -> crate::domain::PaygateError {
+    errors::from_vipps(e)
+}
 
 /// The payment service.
 #[derive(Clone)]

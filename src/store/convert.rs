@@ -66,6 +66,7 @@ pub fn payment_model(p: &Payment, confirmed: bool) -> entities::payment::Model {
         metadata: serde_json::to_string(&p.metadata).unwrap_or_else(|_| "{}".into()),
         confirmed,
         failure: None,
+        profile_status: None,
         create_time_ms: p.create_time.timestamp_millis(),
         update_time_ms: p.update_time.timestamp_millis(),
     }

@@ -27,6 +27,16 @@ pub enum Finish {
     Rejected(serde_json::Value),
 }
 
+/// What fetching a payment's shared profile came to.
+#[derive(Debug, Clone)]
+pub enum ProfileOutcome {
+    Shared {
+        phone_number: crate::domain::PhoneNumber,
+        sub: String,
+    },
+    Failed(String),
+}
+
 /// Everything that changes together, in one transaction.
 #[derive(Debug, Clone, Default)]
 pub struct Change {
@@ -41,6 +51,8 @@ pub struct Change {
     pub finish: Option<(i64, Finish)>,
     /// Vipps refused the create: the payment never existed there, so forget it.
     pub discard_payment: bool,
+    /// The customer's shared profile arrived (or could not be fetched).
+    pub profile: Option<ProfileOutcome>,
 }
 
 /// What a committed change did.
@@ -204,6 +216,23 @@ async fn apply<C: ConnectionTrait>(db: &C, change: Change) -> Result<CommitResul
         }
         if remote.profile_sub.is_some() {
             p.profile_sub.clone_from(&remote.profile_sub);
+        }
+    }
+
+    if let (Some(p), Some(outcome)) = (payment.as_mut(), change.profile.as_ref()) {
+        let reference = p.reference.to_string();
+        match outcome {
+            ProfileOutcome::Shared { phone_number, sub } => {
+                p.phone_number = Some(phone_number.clone());
+                p.profile_sub = Some(sub.clone());
+                if let Some(key) = &p.customer_key {
+                    super::customers::upsert(db, key, phone_number, sub).await?;
+                }
+                super::customers::set_profile_status(db, &reference, "shared", None).await?;
+            }
+            ProfileOutcome::Failed(why) => {
+                super::customers::set_profile_status(db, &reference, "failed", Some(why)).await?;
+            }
         }
     }
 

@@ -12,7 +12,11 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(Initial), Box::new(WebhookSecrets)]
+        vec![
+            Box::new(Initial),
+            Box::new(WebhookSecrets),
+            Box::new(Customers),
+        ]
     }
 }
 
@@ -153,6 +157,36 @@ impl MigrationTrait for WebhookSecrets {
                 )",
             )
             .await?;
+        Ok(())
+    }
+}
+
+/// Known customers (the shared phone number) and the profile-sharing status of payments.
+struct Customers;
+
+impl MigrationName for Customers {
+    fn name(&self) -> &str {
+        "m0003_customers"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Customers {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for sql in [
+            "CREATE TABLE customers (
+                customer_key VARCHAR(128) PRIMARY KEY,
+                phone_number VARCHAR(15) NOT NULL,
+                profile_sub VARCHAR(128),
+                shared_time_ms BIGINT NOT NULL
+            )",
+            // NULL: no profile asked for; pending: fetch after AUTHORIZED; shared; failed (see failure).
+            "ALTER TABLE payments ADD COLUMN profile_status VARCHAR(16)",
+            "CREATE INDEX payments_profile ON payments (profile_status, state)",
+        ] {
+            db.execute_unprepared(sql).await?;
+        }
         Ok(())
     }
 }

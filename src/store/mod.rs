@@ -15,6 +15,7 @@
 //! `begin_write`, and the `.lock` file keeps other processes out.
 
 mod convert;
+mod customers;
 mod entities;
 mod events;
 mod migration;
@@ -35,7 +36,7 @@ use sqlx::{
 };
 use tokio::sync::{Mutex, MutexGuard};
 
-pub use events::{Change, CommitResult, Finish, RemoteView};
+pub use events::{Change, CommitResult, Finish, ProfileOutcome, RemoteView};
 pub use operations::StartOutcome;
 pub use webhook_secrets::StoredWebhook;
 

@@ -20,6 +20,7 @@ impl Store {
     pub async fn start_create(
         &self,
         payment: &Payment,
+        wants_profile: bool,
         op: NewOperation,
     ) -> Result<StartOutcome, StoreError> {
         let w = self.begin_write().await?;
@@ -33,6 +34,15 @@ impl Store {
             return Err(StoreError::ReferenceTaken(payment.reference.to_string()));
         }
         payments::insert(&w.txn, payment).await?;
+        if wants_profile {
+            super::customers::set_profile_status(
+                &w.txn,
+                payment.reference.as_str(),
+                "pending",
+                None,
+            )
+            .await?;
+        }
         let started = insert(&w.txn, op).await?;
         w.txn.commit().await?;
         Ok(StartOutcome::Started(started))

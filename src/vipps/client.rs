@@ -239,6 +239,7 @@ impl VippsClient {
                 self.inner.token.invalidate(&token).await;
                 token = self.access_token().await?;
                 self.inner.retries.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("paygate_vipps_retries_total").increment(1);
                 continue;
             }
             if status == 404 && call.gone_ok_after_retry && received.attempt > 1 {
@@ -306,6 +307,7 @@ impl VippsClient {
                 message,
             })?;
         self.inner.token_refreshes.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("paygate_vipps_token_refreshes_total").increment(1);
         Ok(fetched)
     }
 
@@ -324,6 +326,10 @@ impl VippsClient {
             let timeout = budget.attempt_timeout(self.inner.config.request_timeout);
             let result = build().timeout(timeout).send().await;
             let status = result.as_ref().ok().map(|r| r.status().as_u16());
+            let status_label = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
+            metrics::counter!("paygate_vipps_requests_total", "api" => a.op, "status" => status_label).increment(1);
+            metrics::histogram!("paygate_vipps_request_duration_seconds", "api" => a.op)
+                .record(started.elapsed().as_secs_f64());
             tracing::debug!(
                 op = a.op,
                 method = %a.method,
@@ -414,6 +420,7 @@ impl VippsClient {
             match budget.next_delay(retry_after) {
                 Some(delay) => {
                     self.inner.retries.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("paygate_vipps_retries_total").increment(1);
                     tokio::time::sleep(delay).await;
                 }
                 None => return Err(give_up),

@@ -38,6 +38,7 @@ pub struct WebhookStats {
 
 impl WebhookStats {
     fn reject(&self, reason: &'static str) {
+        metrics::counter!("paygate_webhooks_rejected_total", "reason" => reason).increment(1);
         if let Ok(mut r) = self.rejected.lock() {
             *r.entry(reason).or_default() += 1;
         }
@@ -68,6 +69,7 @@ pub async fn receive(
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
     ingest.stats.received.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!("paygate_webhooks_received_total").increment(1);
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
@@ -109,10 +111,12 @@ pub async fn receive(
         match ingest.log.commit(change).await {
             Ok(result) if result.appended.is_empty() => {
                 ingest.stats.duplicate.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("paygate_webhooks_duplicate_total").increment(1);
                 (StatusCode::OK, "duplicate")
             }
             Ok(result) => {
                 ingest.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("paygate_webhooks_accepted_total").increment(1);
                 if result.payment.is_none() {
                     tracing::info!("webhook for a payment paygate does not know; stored");
                 }

@@ -110,11 +110,16 @@ pub async fn spawn_on(
 }
 
 impl TestApp {
-    /// Stops the app and waits for it to finish.
-    pub async fn stop(mut self) -> tempfile::TempDir {
+    /// Sends the shutdown signal without waiting (SIGTERM, as far as the app can tell).
+    pub fn signal_stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+
+    /// Stops the app and waits for it to finish.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.signal_stop();
         if let Some(task) = self.task.take() {
             task.await.unwrap().unwrap();
         }

@@ -5,6 +5,8 @@ mod faults;
 mod helpers;
 mod idempotency;
 mod lifecycle;
+mod ops;
 mod streams;
+mod taxi;
 mod validation;
 mod webhooks;

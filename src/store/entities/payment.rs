@@ -24,6 +24,8 @@ pub struct Model {
     pub confirmed: bool,
     /// Why something around the payment failed (e.g. the create was refused).
     pub failure: Option<String>,
+    /// NULL: no profile asked for; pending | shared | failed.
+    pub profile_status: Option<String>,
     pub create_time_ms: i64,
     pub update_time_ms: i64,
 }

@@ -1,0 +1,25 @@
+//! GetCustomer and DeleteCustomer.
+
+use super::Payments;
+use crate::domain::{CustomerProfile, PaygateError};
+
+impl Payments {
+    pub async fn customer(&self, key: &str) -> Result<CustomerProfile, PaygateError> {
+        self.store()
+            .get_customer(key)
+            .await?
+            .ok_or_else(|| PaygateError::NotFound(format!("no stored data for customer {key:?}")))
+    }
+
+    /// Erases the customer's personal data everywhere paygate keeps it.
+    pub async fn delete_customer(&self, key: &str) -> Result<(), PaygateError> {
+        if self.store().delete_customer(key).await? {
+            tracing::info!("customer data erased");
+            Ok(())
+        } else {
+            Err(PaygateError::NotFound(format!(
+                "no stored data for customer {key:?}"
+            )))
+        }
+    }
+}
