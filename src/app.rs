@@ -39,6 +39,7 @@ pub struct Application {
     tls: Option<TlsConfig>,
     limits: GrpcLimits,
     grace: Duration,
+    reconcile: crate::payments::ReconcileSettings,
     shutdown: CancellationToken,
     /// The in-process emulator, when no real Vipps is configured.
     emulator: Option<RunningEmulator>,
@@ -112,6 +113,7 @@ impl Application {
             tls: config.tls.clone(),
             limits: config.limits.clone(),
             grace: config.shutdown_grace,
+            reconcile: config.reconcile,
             shutdown: CancellationToken::new(),
             emulator,
         })
@@ -156,6 +158,11 @@ impl Application {
             trigger.cancel();
         });
         tokio::spawn(self.payments.clone().run_profile_worker(token.clone()));
+        tokio::spawn(
+            self.payments
+                .clone()
+                .run_reconciler(self.reconcile, token.clone()),
+        );
         if self.register_webhook {
             tokio::spawn(keep_registered(
                 self.vipps.clone(),

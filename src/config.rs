@@ -74,6 +74,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// `OTEL_EXPORTER_OTLP_ENDPOINT`: export traces over OTLP/gRPC when set.
     pub otlp_endpoint: Option<String>,
+    /// `PAYGATE_RECONCILE_FIRST_MS`, `PAYGATE_RECONCILE_TICK_MS`, `PAYGATE_RESEND_AFTER_MS`.
+    pub reconcile: crate::payments::ReconcileSettings,
 }
 
 /// Caller authentication for gRPC.
@@ -181,6 +183,77 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "PAYGATE_HEARTBEAT_MS",
         "15000",
         "heartbeat period of StreamPaymentEvents",
+    ),
+    (
+        "PAYGATE_API_TOKENS",
+        "(unset)",
+        "gRPC callers: name:TOKEN,name2:TOKEN2",
+    ),
+    (
+        "PAYGATE_API_TOKENS_FILE",
+        "(unset)",
+        "the same, from a file (re-read when it changes)",
+    ),
+    (
+        "PAYGATE_ALLOW_UNAUTHENTICATED",
+        "false",
+        "allow an open gRPC API with a real VIPPS_BASE_URL",
+    ),
+    (
+        "PAYGATE_TLS_CERT",
+        "(unset)",
+        "PEM server certificate for gRPC",
+    ),
+    ("PAYGATE_TLS_KEY", "(unset)", "PEM private key for gRPC"),
+    (
+        "PAYGATE_TLS_CLIENT_CA",
+        "(unset)",
+        "PEM CA: require client certificates (mutual TLS)",
+    ),
+    (
+        "PAYGATE_GRPC_MAX_MESSAGE_BYTES",
+        "1048576",
+        "largest gRPC message accepted",
+    ),
+    (
+        "PAYGATE_GRPC_MAX_CONCURRENT_STREAMS",
+        "1024",
+        "HTTP/2 streams per connection",
+    ),
+    (
+        "PAYGATE_GRPC_TIMEOUT_MS",
+        "30000",
+        "deadline of a unary RPC",
+    ),
+    (
+        "PAYGATE_GRPC_CONCURRENCY_LIMIT",
+        "1024",
+        "requests in progress per connection",
+    ),
+    (
+        "PAYGATE_SHUTDOWN_GRACE_MS",
+        "20000",
+        "time in-flight work gets at shutdown",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "(unset)",
+        "OTLP/gRPC endpoint for traces",
+    ),
+    (
+        "PAYGATE_RECONCILE_FIRST_MS",
+        "5000",
+        "first poll of a CREATED payment after creation",
+    ),
+    (
+        "PAYGATE_RECONCILE_TICK_MS",
+        "1000",
+        "how often the reconciler looks for due work",
+    ),
+    (
+        "PAYGATE_RESEND_AFTER_MS",
+        "10000",
+        "re-send an operation with unknown outcome after this idle time",
     ),
 ];
 
@@ -389,6 +462,11 @@ impl Config {
             },
             shutdown_grace: millis("PAYGATE_SHUTDOWN_GRACE_MS", 20_000)?,
             otlp_endpoint: get("OTEL_EXPORTER_OTLP_ENDPOINT").map(str::to_owned),
+            reconcile: crate::payments::ReconcileSettings {
+                first_after: millis("PAYGATE_RECONCILE_FIRST_MS", 5_000)?,
+                tick: millis("PAYGATE_RECONCILE_TICK_MS", 1_000)?,
+                resend_after: millis("PAYGATE_RESEND_AFTER_MS", 10_000)?,
+            },
         })
     }
 }
@@ -470,6 +548,23 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.key, "VIPPS_MSN");
         assert!(!e.to_string().contains("b\""));
+    }
+
+    /// Every key the loader reads is listed in KEYS (which `load` uses and the README mirrors).
+    #[test]
+    fn every_read_key_is_documented() {
+        let source = include_str!("config.rs");
+        let listed: Vec<&str> = KEYS.iter().map(|(k, _, _)| *k).collect();
+        for quoted in source.split('"').skip(1).step_by(2) {
+            let is_key = quoted.len() > 4
+                && quoted.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
+                && ["PAYGATE_", "VIPPS_", "OTEL_", "DATABASE_"]
+                    .iter()
+                    .any(|p| quoted.starts_with(p));
+            if is_key && quoted != "PAYGATE_CONFIG" {
+                assert!(listed.contains(&quoted), "{quoted} is read but not in KEYS");
+            }
+        }
     }
 
     #[test]

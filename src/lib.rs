@@ -5,6 +5,7 @@ pub mod app;
 pub mod auth;
 pub mod bench;
 pub mod config;
+pub mod crashpoint;
 pub mod domain;
 pub mod emulator;
 pub mod events;

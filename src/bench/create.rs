@@ -186,6 +186,8 @@ pub async fn overhead(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioReport> {
             .ratio(report::ratio(p.p99_us, d.p99_us))
             .target("≤ 1.5 ms", added_p99 <= 1_500.0, ctx.tiny),
     ];
+    let mut rows = rows;
+    rows.extend(Row::failures(name, "failed calls", errors));
     Ok(ScenarioReport {
         figures: json!({
             "rate_per_s": sizes.overhead_rate,
@@ -295,6 +297,19 @@ pub async fn throughput(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioReport> {
         Row::new(name, "through paygate latency at max", p.latency.short())
             .baseline(format!("direct {}", d.latency.short())),
     ];
+    let mut rows = rows;
+    for side in [Side::Direct, Side::Paygate] {
+        let failed = levels
+            .iter()
+            .filter(|l| l.side == side)
+            .map(|l| l.errors)
+            .sum();
+        rows.extend(Row::failures(
+            name,
+            &format!("{} failed calls", side.name()),
+            failed,
+        ));
+    }
     Ok(ScenarioReport {
         figures: json!({
             "levels": levels.iter().map(Level::json).collect::<Vec<_>>(),

@@ -65,8 +65,14 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioReport> {
                 report::group(i64::try_from(expected).unwrap_or(i64::MAX))
             ),
         )
-        .target("all", measured.received >= expected, false),
+        .target("all", expected > 0 && measured.received >= expected, false),
     ];
+    let mut rows = rows;
+    rows.extend(Row::failures(
+        NAME,
+        "webhook POSTs failed",
+        measured.post.failed(),
+    ));
     Ok(ScenarioReport {
         figures: json!({
             "rate_per_s": rate,

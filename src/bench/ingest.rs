@@ -99,6 +99,16 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioReport> {
             .target("≤ 10 ms", s_lat.p99_us <= 10_000.0, ctx.tiny),
     );
     rows.push(sqlite.fanout_row());
+    rows.extend(Row::failures(
+        NAME,
+        "raw: non-2xx or failed requests",
+        raw_load.failed(),
+    ));
+    rows.extend(Row::failures(
+        NAME,
+        "SQLite: non-2xx or failed requests",
+        sqlite.load.failed(),
+    ));
     let mut notes = vec![format!(
         "{conns} keep-alive connections post back to back (like wrk -c{conns}); requests started \
          in the first {:.1} s are warm-up and not counted. Raw baseline PRAGMA synchronous = \
@@ -123,6 +133,11 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioReport> {
                 ),
             );
             rows.push(pg.fanout_row());
+            rows.extend(Row::failures(
+                NAME,
+                "PostgreSQL: non-2xx or failed requests",
+                pg.load.failed(),
+            ));
         }
         Err(why) => {
             rows.push(Row::new(NAME, "PostgreSQL accepted", "—").verdict("skipped"));
@@ -174,7 +189,9 @@ impl PaygateIngest {
     }
 
     fn fanout_row(&self) -> Row {
-        let complete = self.delivered >= self.load.ok_total && self.rows >= self.load.ok_total;
+        let complete = self.load.ok_total > 0
+            && self.delivered >= self.load.ok_total
+            && self.rows >= self.load.ok_total;
         Row::new(
             NAME,
             format!("{} stored / fanned out", self.backend),

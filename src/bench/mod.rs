@@ -30,11 +30,12 @@ mod webhook;
 
 use std::{
     path::{Path, PathBuf},
+    process::{Command, Stdio},
     time::Instant,
 };
 
 use anyhow::Context as _;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 pub use report::Row;
@@ -51,6 +52,13 @@ pub const SCENARIOS: [&str; 6] = [
 
 /// The hidden scenario a child process runs to hold streams for `subscribers`.
 pub const CHILD_SCENARIO: &str = "__stream-client";
+
+/// Set in a child that runs one scenario for its parent (no fsync probe there).
+const ISOLATED_ENV: &str = "PAYGATE_BENCH_ISOLATED";
+
+/// Scenarios that measure this process's memory: run in a fresh process when a paygate binary
+/// is at hand, since memory freed by earlier scenarios stays resident and would be reused.
+const RUN_ISOLATED: [&str; 1] = ["subscribers"];
 
 /// How big the run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -103,7 +111,7 @@ pub struct Outcome {
 }
 
 /// Sizes of one run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Sizes {
     pub fsync_secs: f64,
     pub overhead_rate: u32,
@@ -122,10 +130,32 @@ pub(crate) struct Sizes {
     pub delivery_post_connections: usize,
     pub streams: usize,
     pub stream_connections: usize,
+    pub stream_steps: usize,
     pub catchup_events: u64,
 }
 
 impl Sizes {
+    /// The sizes of `size`, with `BENCH_SET="field=value,…"` applied (e.g.
+    /// `BENCH_SET=streams=2000,ingest_secs=5`; field names as in the JSON's `sizes`).
+    fn with_overrides(size: Size) -> anyhow::Result<Self> {
+        let sizes = Self::of(size);
+        let Ok(set) = std::env::var("BENCH_SET") else {
+            return Ok(sizes);
+        };
+        let mut value = serde_json::to_value(&sizes)?;
+        for pair in set.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, raw) = pair
+                .split_once('=')
+                .with_context(|| format!("BENCH_SET: {pair:?} is not field=value"))?;
+            let slot = value
+                .get_mut(key.trim())
+                .with_context(|| format!("BENCH_SET: no size named {key:?}"))?;
+            *slot = serde_json::from_str(raw.trim())
+                .with_context(|| format!("BENCH_SET: bad value for {key}"))?;
+        }
+        serde_json::from_value(value).context("BENCH_SET")
+    }
+
     fn of(size: Size) -> Self {
         match size {
             Size::Default => Self {
@@ -146,6 +176,7 @@ impl Sizes {
                 delivery_post_connections: 16,
                 streams: 10_000,
                 stream_connections: 100,
+                stream_steps: 5,
                 catchup_events: 100_000,
             },
             Size::Tiny => Self {
@@ -166,6 +197,7 @@ impl Sizes {
                 delivery_post_connections: 4,
                 streams: 200,
                 stream_connections: 10,
+                stream_steps: 4,
                 catchup_events: 20_000,
             },
         }
@@ -246,7 +278,7 @@ impl Drop for TempDir {
 fn orchestrate(name: &str, list: &[&'static str], options: &Options) -> anyhow::Result<Outcome> {
     let started = chrono::Utc::now();
     let clock = Instant::now();
-    let sizes = Sizes::of(options.size);
+    let sizes = Sizes::with_overrides(options.size)?;
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let dir = TempDir(std::env::temp_dir().join(format!("paygate-bench-{run_id}")));
     std::fs::create_dir_all(&dir.0).with_context(|| format!("creating {}", dir.0.display()))?;
@@ -262,13 +294,46 @@ fn orchestrate(name: &str, list: &[&'static str], options: &Options) -> anyhow::
     if cfg!(debug_assertions) {
         eprintln!("  (debug build: figures are meaningless; use --release)");
     }
-    let fsync = machine::fsync_probe(&dir.0, sizes.fsync_secs)?;
-    eprintln!("  disk: {}", machine::fsync_line(&fsync));
+    let isolated = std::env::var_os(ISOLATED_ENV).is_some();
+    let fsync = if isolated {
+        json!({"skipped": "measured by the parent run"})
+    } else {
+        let probe = machine::fsync_probe(&dir.0, sizes.fsync_secs)?;
+        eprintln!("  disk: {}", machine::fsync_line(&probe));
+        probe
+    };
+    // The CPUs of the process (this thread gets pinned with the load later).
+    let all_cpus = machine::cpus_allowed_list().unwrap_or_default();
 
     let mut scenarios = serde_json::Map::new();
     let mut rows = Vec::new();
     let mut failed = Vec::new();
     for scenario in list {
+        if RUN_ISOLATED.contains(scenario) && !isolated {
+            if let Some(exe) = streams::client_exe(options.client_exe.as_ref()) {
+                let _ = rig::pin_current(&rig::parse_cpu_list(&all_cpus));
+                match run_isolated(&exe, scenario, options, &dir.0) {
+                    Ok((entry, summary)) => {
+                        if entry.get("error").is_some() {
+                            failed.push(*scenario);
+                        }
+                        rows.extend(summary);
+                        scenarios.insert((*scenario).to_owned(), entry);
+                    }
+                    Err(e) => {
+                        eprintln!("\n{scenario} FAILED: {e:#}");
+                        rows.push(
+                            Row::new(scenario, "(scenario failed)", format!("{e:#}"))
+                                .verdict("FAILED"),
+                        );
+                        scenarios
+                            .insert((*scenario).to_owned(), json!({"error": format!("{e:#}")}));
+                        failed.push(*scenario);
+                    }
+                }
+                continue;
+            }
+        }
         let rig = rig::Rig::build()?;
         eprintln!("{scenario}: {}", rig.summary());
         let ctx = Ctx {
@@ -341,7 +406,9 @@ fn orchestrate(name: &str, list: &[&'static str], options: &Options) -> anyhow::
 
     println!();
     println!("{}", report::table(&rows));
-    println!("disk: {}", machine::fsync_line(&fsync));
+    if !isolated {
+        println!("disk: {}", machine::fsync_line(&fsync));
+    }
     if options.size == Size::Tiny {
         println!("(tiny size: smoke figures, not judged against the targets)");
     }
@@ -352,6 +419,40 @@ fn orchestrate(name: &str, list: &[&'static str], options: &Options) -> anyhow::
     );
     anyhow::ensure!(failed.is_empty(), "scenarios failed: {}", failed.join(", "));
     Ok(Outcome { path, json, rows })
+}
+
+/// Runs one scenario in a fresh `paygate bench` process; returns its JSON entry and rows.
+fn run_isolated(
+    exe: &Path,
+    scenario: &str,
+    options: &Options,
+    dir: &Path,
+) -> anyhow::Result<(Value, Vec<Row>)> {
+    let out = dir.join(format!("{scenario}-isolated.json"));
+    eprintln!("{scenario}: in a fresh process ({})", exe.display());
+    let mut command = Command::new(exe);
+    command
+        .args(["bench", scenario, "--size", options.size.name(), "--out"])
+        .arg(&out)
+        .env(ISOLATED_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    if let Some(url) = &options.database_url {
+        command.env("BENCH_DATABASE_URL", url);
+    }
+    let status = command
+        .status()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    let json: Value = serde_json::from_slice(
+        &std::fs::read(&out).with_context(|| format!("{scenario} ({status}) wrote no figures"))?,
+    )?;
+    let mut entry = json["scenarios"][scenario].clone();
+    let rows: Vec<Row> = serde_json::from_value(entry["summary"].clone()).unwrap_or_default();
+    if let Some(e) = entry.as_object_mut() {
+        e.insert("process".into(), "isolated".into());
+    }
+    Ok((entry, rows))
 }
 
 async fn run_scenario(scenario: &str, ctx: &Ctx<'_>) -> anyhow::Result<report::ScenarioReport> {

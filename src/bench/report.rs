@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Highest latency a histogram holds (larger values are clamped): 10 minutes, in nanoseconds.
 const MAX_NS: u64 = 600_000_000_000;
@@ -119,7 +119,7 @@ pub fn ratio(a: f64, b: f64) -> f64 {
 }
 
 /// One line of the summary table.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
     pub scenario: String,
     pub figure: String,
@@ -127,7 +127,8 @@ pub struct Row {
     pub baseline: String,
     pub ratio: String,
     pub target: String,
-    /// `meets`, `MISSES`, `info` (no target), `smoke` (tiny size: not judged), `FAILED`, `skipped`.
+    /// `meets`, `MISSES`, `info` (no target), `smoke` (tiny size: not judged), `ERRORS` (requests
+    /// failed), `FAILED` (the scenario did not finish), `skipped`.
     pub verdict: String,
 }
 
@@ -165,6 +166,18 @@ impl Row {
             "MISSES".into()
         };
         self
+    }
+
+    /// A row flagging failed requests, or None when there were none.
+    pub fn failures(scenario: &str, what: &str, count: u64) -> Option<Self> {
+        (count > 0).then(|| {
+            Self::new(
+                scenario,
+                what,
+                group(i64::try_from(count).unwrap_or(i64::MAX)),
+            )
+            .verdict("ERRORS")
+        })
     }
 
     pub fn verdict(mut self, verdict: &str) -> Self {

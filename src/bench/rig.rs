@@ -110,7 +110,7 @@ fn runtime_on(
 }
 
 /// Pins the calling thread to `cpus` with `taskset -p -c`.
-fn pin_current(cpus: &[usize]) -> Result<(), String> {
+pub fn pin_current(cpus: &[usize]) -> Result<(), String> {
     let link = std::fs::read_link("/proc/thread-self").map_err(|e| e.to_string())?;
     let tid = link
         .file_name()
@@ -139,7 +139,7 @@ fn cpu_list(cpus: &[usize]) -> String {
 }
 
 /// `0-2,5` → [0, 1, 2, 5].
-fn parse_cpu_list(s: &str) -> Vec<usize> {
+pub fn parse_cpu_list(s: &str) -> Vec<usize> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part.split_once('-') {

@@ -1,11 +1,13 @@
 //! Opening and holding many idle `StreamPaymentEvents` streams, in this process or in a child
 //! process (`paygate bench __stream-client`), so the server's memory can be measured alone.
+//! Streams are opened in steps on connections opened up front, so memory can be read between
+//! steps.
 
 use std::{
-    io::{BufRead as _, Write as _},
+    io::{BufRead as _, BufReader, Write as _},
     net::SocketAddr,
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Child, ChildStdout, Command, Stdio},
     time::Duration,
 };
 
@@ -31,12 +33,62 @@ pub async fn channel(addr: SocketAddr) -> anyhow::Result<Channel> {
 pub struct Held {
     pub opened: usize,
     pub failed: usize,
+    clients: Vec<PaymentServiceClient<Channel>>,
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    _channels: Vec<Channel>,
 }
 
 impl Held {
+    /// Opens `connections` connections, no streams yet.
+    pub async fn connect(addr: SocketAddr, connections: usize) -> anyhow::Result<Self> {
+        let mut clients = Vec::with_capacity(connections.max(1));
+        for _ in 0..connections.max(1) {
+            clients.push(PaymentServiceClient::new(channel(addr).await?));
+        }
+        Ok(Self {
+            opened: 0,
+            failed: 0,
+            clients,
+            stop: CancellationToken::new(),
+            tasks: Vec::new(),
+        })
+    }
+
+    /// Opens `n` more live streams (every payment, every name), round robin over the
+    /// connections.
+    pub async fn open(&mut self, n: usize) {
+        let first = self.opened + self.failed;
+        let clients = &self.clients;
+        let mut opening = futures::stream::iter(first..first + n)
+            .map(|i| {
+                let mut client = clients[i % clients.len()].clone();
+                async move {
+                    client
+                        .stream_payment_events(proto::StreamPaymentEventsRequest::default())
+                        .await
+                        .map(tonic::Response::into_inner)
+                }
+            })
+            .buffer_unordered(OPENING);
+        while let Some(result) = opening.next().await {
+            match result {
+                Ok(mut stream) => {
+                    self.opened += 1;
+                    let stop = self.stop.clone();
+                    self.tasks.push(tokio::spawn(async move {
+                        loop {
+                            tokio::select! {
+                                () = stop.cancelled() => return,
+                                item = stream.message() => if !matches!(item, Ok(Some(_))) { return },
+                            }
+                        }
+                    }));
+                }
+                Err(_) => self.failed += 1,
+            }
+        }
+    }
+
     pub async fn close(self) {
         self.stop.cancel();
         for t in self.tasks {
@@ -45,84 +97,44 @@ impl Held {
     }
 }
 
-/// Opens `streams` live streams (every payment, every name) over `connections` connections.
-pub async fn open(addr: SocketAddr, streams: usize, connections: usize) -> anyhow::Result<Held> {
-    let mut channels = Vec::with_capacity(connections.max(1));
-    for _ in 0..connections.max(1) {
-        channels.push(channel(addr).await?);
-    }
-    let stop = CancellationToken::new();
-    let clients: Vec<_> = channels
-        .iter()
-        .map(|c| PaymentServiceClient::new(c.clone()))
-        .collect();
-    let mut opened_streams = futures::stream::iter(0..streams)
-        .map(|i| {
-            let mut client = clients[i % clients.len()].clone();
-            async move {
-                client
-                    .stream_payment_events(proto::StreamPaymentEventsRequest::default())
-                    .await
-                    .map(tonic::Response::into_inner)
-            }
-        })
-        .buffer_unordered(OPENING);
-    let (mut opened, mut failed) = (0, 0);
-    let mut tasks = Vec::with_capacity(streams);
-    while let Some(result) = opened_streams.next().await {
-        match result {
-            Ok(mut stream) => {
-                opened += 1;
-                let stop = stop.clone();
-                tasks.push(tokio::spawn(async move {
-                    loop {
-                        tokio::select! {
-                            () = stop.cancelled() => return,
-                            item = stream.message() => if !matches!(item, Ok(Some(_))) { return },
-                        }
-                    }
-                }));
-            }
-            Err(_) => failed += 1,
-        }
-    }
-    Ok(Held {
-        opened,
-        failed,
-        stop,
-        tasks,
-        _channels: channels,
-    })
-}
-
 /// Environment of the child client.
 const ENV_TARGET: &str = "PAYGATE_BENCH_STREAM_TARGET";
-const ENV_STREAMS: &str = "PAYGATE_BENCH_STREAMS";
 const ENV_CONNECTIONS: &str = "PAYGATE_BENCH_STREAM_CONNECTIONS";
 
-/// The child: opens the streams, prints `ready <opened> <failed>`, holds them until stdin closes.
+/// The child: connects, prints `ready 0 0`; then for each line `open N` on stdin opens N more
+/// streams and prints `ready <opened> <failed>`; holds everything until stdin closes.
 pub async fn child_main() -> anyhow::Result<()> {
     let var = |k: &str| std::env::var(k).with_context(|| format!("{k} is not set"));
     let addr: SocketAddr = var(ENV_TARGET)?.parse()?;
-    let streams: usize = var(ENV_STREAMS)?.parse()?;
     let connections: usize = var(ENV_CONNECTIONS)?.parse()?;
-    let held = open(addr, streams, connections).await?;
-    {
+    let mut held = Held::connect(addr, connections).await?;
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { return };
+                if lines_tx.send(line).is_err() {
+                    return;
+                }
+            }
+        })?;
+    let ready = |held: &Held| -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         writeln!(out, "ready {} {}", held.opened, held.failed)?;
         out.flush()?;
-    }
-    tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        while std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .is_ok_and(|n| n > 0)
+        Ok(())
+    };
+    ready(&held)?;
+    while let Some(line) = lines.recv().await {
+        if let Some(n) = line
+            .strip_prefix("open ")
+            .and_then(|n| n.trim().parse().ok())
         {
-            line.clear();
+            held.open(n).await;
+            ready(&held)?;
         }
-    })
-    .await?;
+    }
     held.close().await;
     Ok(())
 }
@@ -144,21 +156,21 @@ pub fn client_exe(option: Option<&PathBuf>) -> Option<PathBuf> {
 /// Streams held by a child process.
 pub struct ChildStreams {
     child: Child,
+    stdout: Option<BufReader<ChildStdout>>,
     pub opened: usize,
     pub failed: usize,
 }
 
 impl ChildStreams {
+    /// Starts the child and waits until its connections are open.
     pub async fn spawn(
         exe: &std::path::Path,
         addr: SocketAddr,
-        streams: usize,
         connections: usize,
     ) -> anyhow::Result<Self> {
         let mut child = Command::new(exe)
             .args(["bench", super::CHILD_SCENARIO])
             .env(ENV_TARGET, addr.to_string())
-            .env(ENV_STREAMS, streams.to_string())
             .env(ENV_CONNECTIONS, connections.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -166,33 +178,62 @@ impl ChildStreams {
             .spawn()
             .with_context(|| format!("starting the stream client {}", exe.display()))?;
         let stdout = child.stdout.take().context("child stdout")?;
+        let mut this = Self {
+            child,
+            stdout: Some(BufReader::new(stdout)),
+            opened: 0,
+            failed: 0,
+        };
+        if let Err(e) = this.ready().await {
+            this.kill();
+            return Err(e);
+        }
+        Ok(this)
+    }
+
+    /// Opens `n` more streams in the child.
+    pub async fn open(&mut self, n: usize) -> anyhow::Result<()> {
+        let sent = match self.child.stdin.as_mut() {
+            Some(stdin) => writeln!(stdin, "open {n}").and_then(|()| stdin.flush()),
+            None => Err(std::io::Error::other("stdin closed")),
+        };
+        if let Err(e) = sent {
+            self.kill();
+            return Err(e).context("talking to the stream client");
+        }
+        if let Err(e) = self.ready().await {
+            self.kill();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn ready(&mut self) -> anyhow::Result<()> {
+        let mut reader = self.stdout.take().context("child stdout")?;
         let read = tokio::task::spawn_blocking(move || {
             let mut line = String::new();
-            std::io::BufReader::new(stdout)
-                .read_line(&mut line)
-                .map(|_| line)
+            let result = reader.read_line(&mut line);
+            (reader, result.map(|_| line))
         });
-        let line = match tokio::time::timeout(Duration::from_secs(180), read).await {
-            Ok(Ok(Ok(line))) => line,
-            other => {
-                let _ = child.kill();
-                let _ = child.wait();
-                anyhow::bail!("the stream client did not get ready: {other:?}");
-            }
-        };
+        let (reader, line) = tokio::time::timeout(Duration::from_secs(180), read)
+            .await
+            .context("the stream client did not answer within 180 s")??;
+        self.stdout = Some(reader);
+        let line = line?;
         let mut parts = line.split_whitespace();
         let (Some("ready"), Some(opened), Some(failed)) =
             (parts.next(), parts.next(), parts.next())
         else {
-            let _ = child.kill();
-            let _ = child.wait();
             anyhow::bail!("the stream client said {line:?}");
         };
-        Ok(Self {
-            opened: opened.parse()?,
-            failed: failed.parse()?,
-            child,
-        })
+        self.opened = opened.parse()?;
+        self.failed = failed.parse()?;
+        Ok(())
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Closes its stdin (it then closes its streams and exits) and waits, killing it after 30 s.

@@ -1,11 +1,16 @@
 //! subscribers: idle StreamPaymentEvents streams held open over 100 connections; the server's
-//! resident memory per stream (VmRSS of this process before and after), paygate against the bare
-//! tonic server. The client holding the streams runs in a child process when a paygate binary is
-//! at hand, so only server memory is counted.
+//! resident memory per stream, paygate against the bare tonic server, read from this process's
+//! VmRSS. The client holding the streams runs in a child process when a paygate binary is at
+//! hand, so only server memory is counted.
+//!
+//! The connections are opened first, then the streams in equal steps with VmRSS read after each
+//! (1 s settle). Memory per stream is the least-squares slope of VmRSS over the stream count,
+//! leaving out the first step: the first streams reuse heap the process freed earlier (it is
+//! resident, so RSS does not move), which would flatter whichever server is measured first.
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::{
     bare::BareServer,
@@ -26,6 +31,23 @@ enum Holder {
 }
 
 impl Holder {
+    async fn connect(ctx: &Ctx<'_>, addr: SocketAddr, connections: usize) -> anyhow::Result<Self> {
+        Ok(match streams::client_exe(ctx.options.client_exe.as_ref()) {
+            Some(exe) => Self::Child(ChildStreams::spawn(&exe, addr, connections).await?),
+            None => Self::Local(Held::connect(addr, connections).await?),
+        })
+    }
+
+    async fn open(&mut self, n: usize) -> anyhow::Result<()> {
+        match self {
+            Self::Child(c) => c.open(n).await,
+            Self::Local(h) => {
+                h.open(n).await;
+                Ok(())
+            }
+        }
+    }
+
     fn counts(&self) -> (usize, usize) {
         match self {
             Self::Child(c) => (c.opened, c.failed),
@@ -41,54 +63,88 @@ impl Holder {
     }
 }
 
-async fn hold(
-    ctx: &Ctx<'_>,
-    addr: std::net::SocketAddr,
-    n: usize,
-    connections: usize,
-) -> anyhow::Result<Holder> {
-    match streams::client_exe(ctx.options.client_exe.as_ref()) {
-        Some(exe) => Ok(Holder::Child(
-            ChildStreams::spawn(&exe, addr, n, connections).await?,
-        )),
-        None => Ok(Holder::Local(streams::open(addr, n, connections).await?)),
+struct Measure {
+    /// Marginal bytes per stream (slope, first step left out).
+    per_stream: f64,
+    /// ΔRSS from before the connections to the end, divided by the streams (connections and
+    /// the first step included).
+    average: f64,
+    opened: usize,
+    failed: usize,
+    /// (streams open, RSS bytes) after connecting and after each step.
+    points: Vec<(usize, u64)>,
+    before_connections: u64,
+}
+
+impl Measure {
+    fn json(&self) -> Value {
+        json!({
+            "opened": self.opened,
+            "failed": self.failed,
+            "bytes_per_stream_marginal": report::round1(self.per_stream),
+            "bytes_per_stream_average_incl_connections": report::round1(self.average),
+            "rss_before_connections": self.before_connections,
+            "rss_after_connections_and_each_step": self.points
+                .iter()
+                .map(|(n, rss)| json!({"streams": n, "rss_bytes": rss}))
+                .collect::<Vec<_>>(),
+        })
     }
 }
 
-struct Measure {
-    per_stream: f64,
-    delta: i64,
-    opened: usize,
-    failed: usize,
+/// Least-squares slope of y over x.
+fn slope(points: &[(usize, u64)]) -> f64 {
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return f64::NAN;
+    }
+    let mx = points.iter().map(|p| p.0 as f64).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1 as f64).sum::<f64>() / n;
+    let sxy: f64 = points
+        .iter()
+        .map(|p| (p.0 as f64 - mx) * (p.1 as f64 - my))
+        .sum();
+    let sxx: f64 = points.iter().map(|p| (p.0 as f64 - mx).powi(2)).sum();
+    if sxx == 0.0 {
+        f64::NAN
+    } else {
+        sxy / sxx
+    }
 }
 
 async fn measure(
     ctx: &Ctx<'_>,
     label: &str,
-    addr: std::net::SocketAddr,
+    addr: SocketAddr,
 ) -> anyhow::Result<(Measure, Holder)> {
-    let n = ctx.sizes.streams;
-    let before = settle_rss().await?;
+    let (n, steps) = (ctx.sizes.streams, ctx.sizes.stream_steps.max(3));
+    let before_connections = settle_rss().await?;
+    let mut holder = Holder::connect(ctx, addr, ctx.sizes.stream_connections).await?;
     let progress = Progress::start(format!("{NAME} {label}: opening {n}"), Duration::ZERO);
-    let holder = hold(ctx, addr, n, ctx.sizes.stream_connections).await;
-    let holder = match holder {
-        Ok(h) => h,
-        Err(e) => {
+    let mut points = vec![(0, settle_rss().await?)];
+    for step in 0..steps {
+        let want = n * (step + 1) / steps - n * step / steps;
+        if let Err(e) = holder.open(want).await {
             progress.finish();
+            holder.close().await;
             return Err(e);
         }
-    };
-    let (opened, failed) = holder.counts();
-    progress.add(opened as u64);
+        let (opened, _) = holder.counts();
+        progress.add(want as u64);
+        points.push((opened, settle_rss().await?));
+    }
     progress.finish();
-    let after = settle_rss().await?;
-    let delta = i64::try_from(after).unwrap_or(i64::MAX) - i64::try_from(before).unwrap_or(0);
+    let (opened, failed) = holder.counts();
+    let last = points.last().map_or(before_connections, |p| p.1);
+    let delta = last as f64 - before_connections as f64;
     Ok((
         Measure {
-            per_stream: delta as f64 / opened.max(1) as f64,
-            delta,
+            per_stream: slope(&points[2..]),
+            average: delta / opened.max(1) as f64,
             opened,
             failed,
+            points,
+            before_connections,
         },
         holder,
     ))
@@ -102,8 +158,7 @@ async fn settle_rss() -> anyhow::Result<u64> {
 
 pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioReport> {
     let paygate = Paygate::start(ctx, &Backend::Sqlite, "subscribers").await?;
-    let bare = BareServer::start(&ctx.server).await;
-    let bare = match bare {
+    let bare = match BareServer::start(&ctx.server).await {
         Ok(b) => b,
         Err(e) => {
             paygate.stop().await?;
@@ -116,6 +171,7 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioReport> {
     let (pg, bare_m, mode) = result?;
     let n = ctx.sizes.streams;
     let r = report::ratio(pg.per_stream, bare_m.per_stream);
+    let r_avg = report::ratio(pg.average, bare_m.average);
     let kib = |b: f64| format!("{:.2} KiB/stream", b / 1024.0);
     let rows = vec![
         Row::new(
@@ -132,16 +188,21 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioReport> {
             .baseline(format!("bare tonic {}", kib(bare_m.per_stream)))
             .ratio(r)
             .target("≤ 1.5 × bare", r <= 1.5, ctx.tiny),
+        Row::new(NAME, "same, averaged incl. connections", kib(pg.average))
+            .baseline(format!("bare tonic {}", kib(bare_m.average)))
+            .ratio(r_avg),
     ];
     let mut notes = vec![format!(
-        "ΔVmRSS of the server process after opening the streams (1 s settle), divided by the \
-         streams opened; paygate is measured first, then the bare server with paygate's streams \
-         still open (so neither reuses the other's freed memory). Client: {mode}."
+        "Server VmRSS read after the {} connections and after each of {} equal steps of \
+         streams (1 s settle each); memory per stream is the slope over the steps after the \
+         first. paygate is measured first, then the bare server with paygate's streams still \
+         open. Client: {mode}.",
+        ctx.sizes.stream_connections, ctx.sizes.stream_steps
     )];
     if mode != "child process" {
         notes.push(
-            "The client ran in this process, so ΔRSS includes the client's per-stream memory on \
-             both sides (the ratio is diluted towards 1; the difference per stream is exact)."
+            "The client ran in this process, so the figures include the client's per-stream \
+             memory on both sides (the ratio is diluted towards 1; the difference is exact)."
                 .into(),
         );
     }
@@ -149,18 +210,12 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioReport> {
         figures: json!({
             "streams": n,
             "connections": ctx.sizes.stream_connections,
+            "steps": ctx.sizes.stream_steps,
             "client": mode,
-            "paygate": {
-                "opened": pg.opened, "failed": pg.failed,
-                "rss_delta_bytes": pg.delta,
-                "bytes_per_stream": report::round1(pg.per_stream),
-            },
-            "bare": {
-                "opened": bare_m.opened, "failed": bare_m.failed,
-                "rss_delta_bytes": bare_m.delta,
-                "bytes_per_stream": report::round1(bare_m.per_stream),
-            },
-            "ratio": report::round3(r),
+            "paygate": pg.json(),
+            "bare": bare_m.json(),
+            "ratio_marginal": report::round3(r),
+            "ratio_average": report::round3(r_avg),
             "difference_bytes_per_stream": report::round1(pg.per_stream - bare_m.per_stream),
         }),
         rows,
@@ -175,7 +230,9 @@ async fn measure_both(
 ) -> anyhow::Result<(Measure, Measure, &'static str)> {
     // Warm both servers up (one-off allocations are not per-stream costs).
     for addr in [paygate.grpc_addr, bare.addr] {
-        streams::open(addr, 8, 2).await?.close().await;
+        let mut warm = Held::connect(addr, 2).await?;
+        warm.open(8).await;
+        warm.close().await;
     }
     let mode = match streams::client_exe(ctx.options.client_exe.as_ref()) {
         Some(_) => "child process",
@@ -187,4 +244,16 @@ async fn measure_both(
     let (bare_m, bare_holder) = bare_result?;
     bare_holder.close().await;
     Ok((pg, bare_m, mode))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slope_of_a_line() {
+        let s = slope(&[(0, 100), (10, 200), (20, 300)]);
+        assert!((s - 10.0).abs() < 1e-9);
+        assert!(slope(&[(1, 1)]).is_nan());
+    }
 }

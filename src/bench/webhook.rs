@@ -102,6 +102,11 @@ impl LoadResult {
         self.ok as f64 / self.window.as_secs_f64().max(1e-9)
     }
 
+    /// Non-2xx answers and connection errors.
+    pub fn failed(&self) -> u64 {
+        self.statuses.values().sum::<u64>() + self.errors
+    }
+
     pub fn json(&self) -> Value {
         json!({
             "ok_in_window": self.ok,
@@ -168,6 +173,14 @@ impl Tally {
     }
 }
 
+fn count(progress: &Progress, status: u16) {
+    if (200..300).contains(&status) {
+        progress.add(1);
+    } else {
+        progress.error();
+    }
+}
+
 /// `connections` connections send webhooks back to back for `warmup + duration`; only requests
 /// started after the warm-up count. References are `{prefix}{n}`.
 pub async fn closed_loop(
@@ -204,7 +217,7 @@ pub async fn closed_loop(
                 match conn.request(&request).await {
                     Ok(status) => {
                         tally.answer(status, sent.elapsed(), sent >= counted_from);
-                        progress.add(1);
+                        count(&progress, status);
                     }
                     Err(_) => {
                         tally.errors += 1;
@@ -265,7 +278,7 @@ pub async fn open_loop(
                 match conn.request(&request).await {
                     Ok(status) => {
                         tally.answer(status, at.elapsed(), n >= counted_from_n);
-                        progress.add(1);
+                        count(&progress, status);
                     }
                     Err(_) => {
                         tally.errors += 1;

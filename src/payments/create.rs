@@ -75,7 +75,10 @@ impl Payments {
         let body: models::CreatePaymentRequest = serde_json::from_value(op.request.clone())
             .map_err(|e| PaygateError::Internal(format!("journalled create request: {e}")))?;
         let amount = upstream::money(&body.amount)?;
-        match self.vipps.create_payment(&body, &op.idempotency_key).await {
+        crate::crashpoint::hit("before_upstream");
+        let answer = self.vipps.create_payment(&body, &op.idempotency_key).await;
+        crate::crashpoint::hit("after_upstream");
+        match answer {
             Ok(answer) => {
                 let change = Change {
                     reference: op.reference.clone(),

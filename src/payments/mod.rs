@@ -12,12 +12,14 @@ mod customers;
 mod errors;
 mod modify;
 mod profile;
+mod reconcile;
 mod refresh;
 pub(crate) mod upstream;
 
 use crate::{events::EventLog, store::Store, vipps::VippsClient};
 
 pub use commands::{CaptureOrRefund, CreatePayment};
+pub use reconcile::ReconcileSettings;
 
 /// The service error for a Vipps failure (shared with the QR service).
 pub fn upstream_error(e: &crate::vipps::VippsError) -> crate::domain::PaygateError {

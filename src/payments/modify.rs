@@ -109,6 +109,7 @@ impl Payments {
             .transpose()
             .map_err(|e| PaygateError::Internal(format!("journalled request: {e}")))?;
         let key = op.idempotency_key.as_str();
+        crate::crashpoint::hit("before_upstream");
         let answer = match (op.kind, &amount) {
             (OperationKind::Capture, Some(a)) => {
                 self.vipps.capture_payment(reference, a, key).await
@@ -121,6 +122,7 @@ impl Payments {
                 ))
             }
         };
+        crate::crashpoint::hit("after_upstream");
         match answer {
             Ok(answer) => {
                 let view = upstream::view_of_modification(&answer)?;

@@ -67,6 +67,7 @@ pub fn payment_model(p: &Payment, confirmed: bool) -> entities::payment::Model {
         confirmed,
         failure: None,
         profile_status: None,
+        next_poll_ms: 0,
         create_time_ms: p.create_time.timestamp_millis(),
         update_time_ms: p.update_time.timestamp_millis(),
     }

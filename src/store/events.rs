@@ -98,6 +98,9 @@ impl Store {
                 ))
                 .await?;
         }
+        if results.iter().any(|r| !r.appended.is_empty()) {
+            crate::crashpoint::hit("in_commit");
+        }
         w.txn.commit().await?;
         Ok(results)
     }

@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(Initial),
             Box::new(WebhookSecrets),
             Box::new(Customers),
+            Box::new(PollSchedule),
         ]
     }
 }
@@ -184,6 +185,29 @@ impl MigrationTrait for Customers {
             // NULL: no profile asked for; pending: fetch after AUTHORIZED; shared; failed (see failure).
             "ALTER TABLE payments ADD COLUMN profile_status VARCHAR(16)",
             "CREATE INDEX payments_profile ON payments (profile_status, state)",
+        ] {
+            db.execute_unprepared(sql).await?;
+        }
+        Ok(())
+    }
+}
+
+/// When the reconciler next looks at a payment that is not final.
+struct PollSchedule;
+
+impl MigrationName for PollSchedule {
+    fn name(&self) -> &str {
+        "m0004_poll_schedule"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for PollSchedule {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for sql in [
+            "ALTER TABLE payments ADD COLUMN next_poll_ms BIGINT NOT NULL DEFAULT 0",
+            "CREATE INDEX payments_poll ON payments (state, next_poll_ms)",
         ] {
             db.execute_unprepared(sql).await?;
         }

@@ -21,6 +21,7 @@ mod events;
 mod migration;
 mod operations;
 mod payments;
+mod polling;
 mod webhook_secrets;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
@@ -38,6 +39,7 @@ use tokio::sync::{Mutex, MutexGuard};
 
 pub use events::{Change, CommitResult, Finish, ProfileOutcome, RemoteView};
 pub use operations::StartOutcome;
+pub use polling::DuePoll;
 pub use webhook_secrets::StoredWebhook;
 
 /// The PostgreSQL NOTIFY channel that tells replicas the event log grew (payload: latest sequence).

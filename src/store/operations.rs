@@ -59,11 +59,17 @@ impl Store {
         Ok(StartOutcome::Started(started))
     }
 
-    /// Operations whose outcome is still unknown, oldest first.
-    pub async fn pending_operations(&self, limit: u64) -> Result<Vec<Operation>, StoreError> {
+    /// Operations whose outcome is still unknown and that nobody touched for `idle_ms`,
+    /// oldest first.
+    pub async fn pending_operations(
+        &self,
+        idle_ms: i64,
+        limit: u64,
+    ) -> Result<Vec<Operation>, StoreError> {
         use sea_orm::{QueryOrder, QuerySelect};
         operation::Entity::find()
             .filter(operation::Column::Status.eq(OperationStatus::Pending.as_str()))
+            .filter(operation::Column::UpdatedMs.lte(super::now_ms() - idle_ms))
             .order_by_asc(operation::Column::Id)
             .limit(limit)
             .all(&self.db)

@@ -6,6 +6,7 @@ mod helpers;
 mod idempotency;
 mod lifecycle;
 mod ops;
+mod reconcile;
 mod streams;
 mod taxi;
 mod validation;

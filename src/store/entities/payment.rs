@@ -26,6 +26,8 @@ pub struct Model {
     pub failure: Option<String>,
     /// NULL: no profile asked for; pending | shared | failed.
     pub profile_status: Option<String>,
+    /// When the reconciler may next poll Vipps for this payment (epoch ms).
+    pub next_poll_ms: i64,
     pub create_time_ms: i64,
     pub update_time_ms: i64,
 }
