@@ -131,6 +131,7 @@ pub(crate) struct Sizes {
     pub streams: usize,
     pub stream_connections: usize,
     pub stream_steps: usize,
+    pub stream_settle_secs: f64,
     pub catchup_events: u64,
 }
 
@@ -177,6 +178,7 @@ impl Sizes {
                 streams: 10_000,
                 stream_connections: 100,
                 stream_steps: 5,
+                stream_settle_secs: 1.0,
                 catchup_events: 100_000,
             },
             Size::Tiny => Self {
@@ -198,6 +200,7 @@ impl Sizes {
                 streams: 200,
                 stream_connections: 10,
                 stream_steps: 4,
+                stream_settle_secs: 0.3,
                 catchup_events: 20_000,
             },
         }

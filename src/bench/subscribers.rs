@@ -4,7 +4,7 @@
 //! hand, so only server memory is counted.
 //!
 //! The connections are opened first, then the streams in equal steps with VmRSS read after each
-//! (1 s settle). Memory per stream is the least-squares slope of VmRSS over the stream count,
+//! (a short settle). Memory per stream is the least-squares slope of VmRSS over the stream count,
 //! leaving out the first step: the first streams reuse heap the process freed earlier (it is
 //! resident, so RSS does not move), which would flatter whichever server is measured first.
 
@@ -118,10 +118,10 @@ async fn measure(
     addr: SocketAddr,
 ) -> anyhow::Result<(Measure, Holder)> {
     let (n, steps) = (ctx.sizes.streams, ctx.sizes.stream_steps.max(3));
-    let before_connections = settle_rss().await?;
+    let before_connections = settle_rss(ctx).await?;
     let mut holder = Holder::connect(ctx, addr, ctx.sizes.stream_connections).await?;
     let progress = Progress::start(format!("{NAME} {label}: opening {n}"), Duration::ZERO);
-    let mut points = vec![(0, settle_rss().await?)];
+    let mut points = vec![(0, settle_rss(ctx).await?)];
     for step in 0..steps {
         let want = n * (step + 1) / steps - n * step / steps;
         if let Err(e) = holder.open(want).await {
@@ -131,7 +131,7 @@ async fn measure(
         }
         let (opened, _) = holder.counts();
         progress.add(want as u64);
-        points.push((opened, settle_rss().await?));
+        points.push((opened, settle_rss(ctx).await?));
     }
     progress.finish();
     let (opened, failed) = holder.counts();
@@ -151,8 +151,8 @@ async fn measure(
 }
 
 /// RSS after a short pause (lets the server finish setting the streams up).
-async fn settle_rss() -> anyhow::Result<u64> {
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
+async fn settle_rss(ctx: &Ctx<'_>) -> anyhow::Result<u64> {
+    tokio::time::sleep(Duration::from_secs_f64(ctx.sizes.stream_settle_secs)).await;
     machine::rss_bytes().ok_or_else(|| anyhow::anyhow!("cannot read VmRSS from /proc/self/status"))
 }
 
@@ -194,10 +194,10 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioReport> {
     ];
     let mut notes = vec![format!(
         "Server VmRSS read after the {} connections and after each of {} equal steps of \
-         streams (1 s settle each); memory per stream is the slope over the steps after the \
+         streams ({} s settle each); memory per stream is the slope over the steps after the \
          first. paygate is measured first, then the bare server with paygate's streams still \
          open. Client: {mode}.",
-        ctx.sizes.stream_connections, ctx.sizes.stream_steps
+        ctx.sizes.stream_connections, ctx.sizes.stream_steps, ctx.sizes.stream_settle_secs
     )];
     if mode != "child process" {
         notes.push(
