@@ -567,6 +567,15 @@ mod tests {
         }
     }
 
+    /// The README's configuration table lists every key.
+    #[test]
+    fn readme_documents_every_key() {
+        let readme = include_str!("../README.md");
+        for (key, _, _) in KEYS {
+            assert!(readme.contains(&format!("`{key}`")) || readme.contains(key), "{key} missing from README");
+        }
+    }
+
     #[test]
     fn file_format() {
         let m = parse_file("# c\nA=1\n B = \"two\" \n\nbad line\n");
