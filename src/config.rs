@@ -572,7 +572,10 @@ mod tests {
     fn readme_documents_every_key() {
         let readme = include_str!("../README.md");
         for (key, _, _) in KEYS {
-            assert!(readme.contains(&format!("`{key}`")) || readme.contains(key), "{key} missing from README");
+            assert!(
+                readme.contains(&format!("`{key}`")) || readme.contains(key),
+                "{key} missing from README"
+            );
         }
     }
 

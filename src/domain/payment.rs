@@ -55,15 +55,20 @@ pub struct Aggregate {
 
 impl Aggregate {
     /// Adds one event's contribution to sums over the event log.
-    pub fn with_event(mut self, event: &NewEvent) -> Aggregate {
-        if !event.success {
+    pub fn with_event(self, event: &NewEvent) -> Aggregate {
+        self.with(event.name, event.amount.value, event.success)
+    }
+
+    /// Adds the contribution of an event given by name, amount and success.
+    pub fn with(mut self, name: EventName, value: i64, success: bool) -> Aggregate {
+        if !success {
             return self;
         }
-        let value = event.amount.value;
-        match event.name {
+        match name {
             EventName::Authorized => self.authorized = self.authorized.max(value),
-            EventName::Terminated => self.cancelled = self.cancelled.saturating_add(value),
-            EventName::Cancelled => self.cancelled = self.cancelled.saturating_add(value),
+            EventName::Terminated | EventName::Cancelled => {
+                self.cancelled = self.cancelled.saturating_add(value)
+            }
             EventName::Captured => self.captured = self.captured.saturating_add(value),
             EventName::Refunded => self.refunded = self.refunded.saturating_add(value),
             _ => {}
