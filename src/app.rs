@@ -61,7 +61,12 @@ impl Application {
         let (vipps_config, emulator) = match &config.vipps {
             VippsTarget::Remote(cfg) => ((**cfg).clone(), None),
             VippsTarget::Emulator { addr } => {
-                let running = Emulator::new(EmulatorConfig::default())
+                // Local development: redeliver failed webhooks quickly (Vipps itself backs off longer).
+                let emulator_config = EmulatorConfig {
+                    webhook_retry_initial: Duration::from_millis(100),
+                    ..EmulatorConfig::default()
+                };
+                let running = Emulator::new(emulator_config)
                     .start(*addr)
                     .await
                     .with_context(|| format!("starting the built-in Vipps emulator on {addr}"))?;

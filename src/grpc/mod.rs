@@ -1,5 +1,6 @@
 //! The gRPC edge: the only place where protobuf types meet domain types.
 
+pub mod codec;
 mod convert;
 mod customer_service;
 mod merchant_qr_service;

@@ -10,8 +10,12 @@ use crate::{
     vipps::models,
 };
 
+/// An answer paygate cannot read: for a money-moving call the outcome is unknown, so the
+/// caller is told to retry with the same key (the journal keeps the operation pending).
 fn bad_answer(what: &str) -> PaygateError {
-    PaygateError::Internal(format!("Vipps answered with an unexpected {what}"))
+    PaygateError::Unavailable(format!(
+        "Vipps answered with an unexpected {what}; the outcome is unknown, retry with the same idempotency key"
+    ))
 }
 
 pub fn state(s: &str) -> Result<PaymentState, PaygateError> {
@@ -57,7 +61,10 @@ pub fn event(e: &models::PaymentEvent, source: EventSource) -> Result<NewEvent, 
     Ok(NewEvent {
         reference: e.reference.clone(),
         psp_reference: e.psp_reference.clone(),
-        name: EventName::parse(&e.name).ok_or_else(|| bad_answer("event name"))?,
+        // Only Vipps' eight ePayment names: PROFILE_SHARED is paygate's own.
+        name: EventName::parse(&e.name)
+            .filter(|n| *n != EventName::ProfileShared)
+            .ok_or_else(|| bad_answer("event name"))?,
         amount: money(&e.amount)?,
         timestamp: DateTime::parse_from_rfc3339(&e.timestamp)
             .map(|t| t.with_timezone(&Utc))

@@ -17,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(WebhookSecrets),
             Box::new(Customers),
             Box::new(PollSchedule),
+            Box::new(WriteLock),
         ]
     }
 }
@@ -208,6 +209,31 @@ impl MigrationTrait for PollSchedule {
         for sql in [
             "ALTER TABLE payments ADD COLUMN next_poll_ms BIGINT NOT NULL DEFAULT 0",
             "CREATE INDEX payments_poll ON payments (state, next_poll_ms)",
+        ] {
+            db.execute_unprepared(sql).await?;
+        }
+        Ok(())
+    }
+}
+
+/// SQLite only: a one-row table every write transaction updates first, so the transaction takes
+/// SQLite's write lock at its start and waits (busy_timeout) for another writer, instead of
+/// failing when it would upgrade from reading to writing.
+struct WriteLock;
+
+impl MigrationName for WriteLock {
+    fn name(&self) -> &str {
+        "m0005_write_lock"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for WriteLock {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for sql in [
+            "CREATE TABLE write_lock (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)",
+            "INSERT INTO write_lock (id, n) VALUES (1, 0)",
         ] {
             db.execute_unprepared(sql).await?;
         }

@@ -14,6 +14,7 @@
 //! transactions never fail with SQLITE_BUSY: EVERY write in this module goes through
 //! `begin_write`, and the `.lock` file keeps other processes out.
 
+mod batch;
 mod convert;
 mod customers;
 mod entities;
@@ -172,9 +173,17 @@ impl Store {
             None => None,
         };
         let txn = self.db.begin().await?;
-        if self.backend == DbBackend::Postgres {
-            txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({EVENT_LOG_LOCK})"))
-                .await?;
+        match self.backend {
+            DbBackend::Postgres => {
+                txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({EVENT_LOG_LOCK})"))
+                    .await?;
+            }
+            // Take SQLite's write lock first (a deferred transaction that reads and then writes
+            // fails at once when another process holds the lock; a writer waits busy_timeout).
+            _ => {
+                txn.execute_unprepared("UPDATE write_lock SET n = n + 1 WHERE id = 1")
+                    .await?;
+            }
         }
         Ok(WriteTxn { txn, _guard: guard })
     }

@@ -144,6 +144,17 @@ fn parse(body: &[u8]) -> Result<NewEvent, &'static str> {
     if raw.idempotency_key.as_deref().is_some_and(|k| k.len() > 50) {
         return Err("idempotencyKey too long");
     }
+    // NUL cannot be stored by PostgreSQL; refusing it here keeps Vipps from retrying forever.
+    let has_nul = |s: &str| s.contains('\0');
+    if has_nul(&raw.reference)
+        || has_nul(&raw.psp_reference)
+        || raw.idempotency_key.as_deref().is_some_and(has_nul)
+    {
+        return Err("control characters in reference, pspReference or idempotencyKey");
+    }
+    if raw.amount.value < 0 {
+        return Err("negative amount");
+    }
     upstream::event(&raw, EventSource::Webhook)
         .map_err(|_| "unknown event name, currency or timestamp")
 }
