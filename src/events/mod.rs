@@ -15,13 +15,12 @@ pub mod stream;
 mod writer;
 
 use tokio::sync::{mpsc, oneshot};
+use writer::Job;
 
 pub use feed::Feed;
 pub use stream::{Filter, StreamItem};
 
-use crate::store::{Change, CommitResult, Store, StoreError};
-
-type Job = (Change, oneshot::Sender<Result<CommitResult, StoreError>>);
+use crate::store::{Change, CommitResult, Start, StartOutcome, Store, StoreError};
 
 /// Writes changes (through the group-commit writer) and feeds subscribers.
 #[derive(Clone)]
@@ -52,12 +51,22 @@ impl EventLog {
     /// Commits a change durably (grouped with concurrent ones) and returns what it did.
     pub async fn commit(&self, change: Change) -> Result<CommitResult, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send((change, reply))
-            .await
-            .map_err(|_| StoreError::Unavailable("the event writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("the event writer has stopped".into()))?
+        self.send(Job::Commit(change, reply)).await?;
+        answer.await.map_err(|_| stopped())?
     }
+
+    /// Journals an operation before its upstream call (grouped with concurrent work).
+    pub async fn journal(&self, start: Start) -> Result<StartOutcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Start(start, reply)).await?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    async fn send(&self, job: Job) -> Result<(), StoreError> {
+        self.jobs.send(job).await.map_err(|_| stopped())
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unavailable("the event writer has stopped".into())
 }

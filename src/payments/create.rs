@@ -10,7 +10,7 @@ use crate::{
         OperationKind, OperationStatus, PaygateError, Payment, PaymentState, PhoneNumber,
         Reference, UserFlow,
     },
-    store::{Change, Finish, RemoteView, StartOutcome},
+    store::{Change, Finish, RemoteView, Start, StartOutcome},
     vipps::models,
 };
 
@@ -53,11 +53,12 @@ impl Payments {
             fingerprint: fingerprint.clone(),
             request,
         };
-        match self
-            .store()
-            .start_create(&payment, !cmd.profile_scopes.is_empty(), op)
-            .await?
-        {
+        let start = Start::Create {
+            payment,
+            wants_profile: !cmd.profile_scopes.is_empty(),
+            op,
+        };
+        match self.log.journal(start).await? {
             StartOutcome::Started(op) => self.send_create(op).await,
             StartOutcome::Existing(op) => {
                 super::modify::check_same_request(&op, &fingerprint)?;

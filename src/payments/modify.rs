@@ -8,7 +8,7 @@ use crate::{
         operation::fingerprint, EventName, IdempotencyKey, Money, NewOperation, Operation,
         OperationKind, OperationStatus, PaygateError, Payment, PaymentState, Reference,
     },
-    store::{Change, Finish, StartOutcome},
+    store::{Change, Finish, Start, StartOutcome},
     vipps::models,
 };
 
@@ -78,7 +78,7 @@ impl Payments {
             fingerprint: fingerprint.clone(),
             request,
         };
-        match self.store().start_operation(op).await? {
+        match self.log.journal(Start::Operation(op)).await? {
             StartOutcome::Started(op) => self.send_modification(op).await,
             StartOutcome::Existing(op) => self.replay(op, &fingerprint).await,
         }

@@ -4,7 +4,12 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
-use super::{convert, entities::event, Store, StoreError};
+use super::{
+    convert,
+    entities::event,
+    operations::{Start, StartOutcome},
+    Store, StoreError,
+};
 use crate::domain::{Aggregate, NewEvent, Payment, PaymentEvent, PaymentState};
 
 /// Vipps' own view of a payment (GET payment or a modification's answer).
@@ -79,7 +84,29 @@ impl Store {
         &self,
         changes: Vec<Change>,
     ) -> Result<Vec<CommitResult>, StoreError> {
+        Ok(self.commit_jobs(Vec::new(), changes).await?.1)
+    }
+
+    /// Group commit of journal entries and changes in ONE transaction. Journal entries come
+    /// first: none of them can depend on a change in the same batch (a change for an operation
+    /// is only made after its entry was committed and answered). A refused entry (reference
+    /// taken) is answered alone; any database error fails the whole batch.
+    pub async fn commit_jobs(
+        &self,
+        starts: Vec<Start>,
+        changes: Vec<Change>,
+    ) -> Result<(Vec<Result<StartOutcome, StoreError>>, Vec<CommitResult>), StoreError> {
         let w = self.begin_write().await?;
+        let mut started = Vec::with_capacity(starts.len());
+        for start in starts {
+            match super::operations::start_in(&w.txn, start).await {
+                Err(StoreError::ReferenceTaken(r)) => {
+                    started.push(Err(StoreError::ReferenceTaken(r)))
+                }
+                Err(e) => return Err(e),
+                Ok(outcome) => started.push(Ok(outcome)),
+            }
+        }
         let results = super::batch::apply(&w.txn, changes).await?;
         let latest = results
             .iter()
@@ -98,7 +125,7 @@ impl Store {
             crate::crashpoint::hit("in_commit");
         }
         w.txn.commit().await?;
-        Ok(results)
+        Ok((started, results))
     }
 
     /// One payment's events in log order.

@@ -39,7 +39,7 @@ use sqlx::{
 use tokio::sync::{Mutex, MutexGuard};
 
 pub use events::{Change, CommitResult, Finish, ProfileOutcome, RemoteView};
-pub use operations::StartOutcome;
+pub use operations::{Start, StartOutcome};
 pub use polling::DuePoll;
 pub use webhook_secrets::StoredWebhook;
 

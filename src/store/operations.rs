@@ -14,49 +14,68 @@ pub enum StartOutcome {
     Existing(Operation),
 }
 
-impl Store {
-    /// Journals a create and records the (not yet confirmed) payment, atomically. A key seen
-    /// before returns the earlier operation; a reference already used by another key is refused.
-    pub async fn start_create(
-        &self,
-        payment: &Payment,
+/// A journal entry to start (handed to the group-commit writer, or run on its own).
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// A create, with the (not yet confirmed) payment it records.
+    Create {
+        payment: Payment,
         wants_profile: bool,
         op: NewOperation,
-    ) -> Result<StartOutcome, StoreError> {
-        let w = self.begin_write().await?;
-        if let Some(existing) = find(&w.txn, &op).await? {
-            return Ok(StartOutcome::Existing(existing));
-        }
-        if payments::load(&w.txn, payment.reference.as_str())
-            .await?
-            .is_some()
-        {
-            return Err(StoreError::ReferenceTaken(payment.reference.to_string()));
-        }
-        payments::insert(&w.txn, payment).await?;
-        if wants_profile {
-            super::customers::set_profile_status(
-                &w.txn,
-                payment.reference.as_str(),
-                "pending",
-                None,
-            )
-            .await?;
-        }
-        let started = insert(&w.txn, op).await?;
-        w.txn.commit().await?;
-        Ok(StartOutcome::Started(started))
-    }
+    },
+    /// A capture, cancel or refund.
+    Operation(NewOperation),
+}
 
-    /// Journals a capture, cancel or refund.
-    pub async fn start_operation(&self, op: NewOperation) -> Result<StartOutcome, StoreError> {
-        let w = self.begin_write().await?;
-        if let Some(existing) = find(&w.txn, &op).await? {
-            return Ok(StartOutcome::Existing(existing));
+/// Journals one entry inside an open write transaction. A key seen before returns the earlier
+/// operation; a reference already used by another create key is refused (before any write).
+pub(super) async fn start_in<C: ConnectionTrait>(
+    db: &C,
+    start: Start,
+) -> Result<StartOutcome, StoreError> {
+    match start {
+        Start::Create {
+            payment,
+            wants_profile,
+            op,
+        } => {
+            if let Some(existing) = find(db, &op).await? {
+                return Ok(StartOutcome::Existing(existing));
+            }
+            if payments::load(db, payment.reference.as_str())
+                .await?
+                .is_some()
+            {
+                return Err(StoreError::ReferenceTaken(payment.reference.to_string()));
+            }
+            payments::insert(db, &payment).await?;
+            if wants_profile {
+                super::customers::set_profile_status(
+                    db,
+                    payment.reference.as_str(),
+                    "pending",
+                    None,
+                )
+                .await?;
+            }
+            Ok(StartOutcome::Started(insert(db, op).await?))
         }
-        let started = insert(&w.txn, op).await?;
+        Start::Operation(op) => {
+            if let Some(existing) = find(db, &op).await? {
+                return Ok(StartOutcome::Existing(existing));
+            }
+            Ok(StartOutcome::Started(insert(db, op).await?))
+        }
+    }
+}
+
+impl Store {
+    /// Journals one entry in its own transaction.
+    pub async fn start(&self, start: Start) -> Result<StartOutcome, StoreError> {
+        let w = self.begin_write().await?;
+        let outcome = start_in(&w.txn, start).await?;
         w.txn.commit().await?;
-        Ok(StartOutcome::Started(started))
+        Ok(outcome)
     }
 
     /// Operations whose outcome is still unknown and that nobody touched for `idle_ms`,
