@@ -54,7 +54,7 @@ impl Payments {
             request,
         };
         let start = Start::Create {
-            payment,
+            payment: Box::new(payment),
             wants_profile: !cmd.profile_scopes.is_empty(),
             op,
         };

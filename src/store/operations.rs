@@ -19,7 +19,7 @@ pub enum StartOutcome {
 pub enum Start {
     /// A create, with the (not yet confirmed) payment it records.
     Create {
-        payment: Payment,
+        payment: Box<Payment>,
         wants_profile: bool,
         op: NewOperation,
     },
