@@ -105,7 +105,10 @@ impl Store {
                 closed: Arc::default(),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let options = PgConnectOptions::from_str(url)?;
+            // Re-plan every statement with its actual parameters: a plan cached while the tables
+            // were small (a fresh database) would keep scanning them sequentially as they grow.
+            let options = PgConnectOptions::from_str(url)?
+                .options([("plan_cache_mode", "force_custom_plan")]);
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(5))
