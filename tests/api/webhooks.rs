@@ -190,6 +190,18 @@ async fn webhook_moves_the_payment_forward_and_a_late_one_cannot_move_it_back() 
 #[tokio::test]
 async fn emulator_webhooks_end_to_end_each_event_once_in_order() {
     let mut app = spawn_app().await;
+    // Ready means the webhook is registered and its secret in place (as a load balancer waits).
+    let (http, ready) = (app.http().clone(), format!("{}/readyz", app.http_url));
+    eventually("paygate is ready", || {
+        let (http, ready) = (http.clone(), ready.clone());
+        async move {
+            http.get(ready)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        }
+    })
+    .await;
     let mut stream = app.subscribe(Some(0), &[]).await;
     let reference = app.create_push(30000).await.reference;
     // The emulator registered by paygate at start-up signs and delivers every event.
