@@ -74,7 +74,9 @@ pub fn subscribe(
             loop {
                 let page = match feed.read_after(cursor, PAGE) {
                     Some(page) => page,
-                    None => match store.events_after(cursor, PAGE as u64).await {
+                    // Boxed: the database read is rare for a live stream, and inlining its large
+                    // future would make every idle stream's task that much bigger.
+                    None => match Box::pin(store.events_after(cursor, PAGE as u64)).await {
                         Ok(page) => page.into_iter().map(Arc::new).collect(),
                         Err(e) => {
                             tracing::warn!(error = %e, "subscriber cannot read the log");
