@@ -7,6 +7,7 @@ mod idempotency;
 mod lifecycle;
 mod ops;
 mod reconcile;
+mod registration;
 mod soak;
 mod streams;
 mod taxi;

@@ -359,3 +359,35 @@ async fn shutdown_lets_an_in_flight_capture_finish_and_record_its_event() {
     );
     again.stop().await;
 }
+
+#[tokio::test]
+async fn tokens_can_come_from_a_mounted_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    std::fs::write(
+        &file,
+        format!("# mounted secret\nfare-system:{FARE_TOKEN}\n"),
+    )
+    .unwrap();
+    let path = file.display().to_string();
+    let app = spawn_app_with(&[("PAYGATE_API_TOKENS_FILE", path.as_str())]).await;
+    let channel = Channel::from_shared(format!("http://{}", app.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut open = PaymentServiceClient::new(channel.clone());
+    assert_eq!(
+        open.create_payment_request(push_request(10000))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
+    let mut right = PaymentServiceClient::with_interceptor(channel, with_token(FARE_TOKEN));
+    assert!(right
+        .create_payment_request(push_request(10000))
+        .await
+        .is_ok());
+    app.stop().await;
+}
