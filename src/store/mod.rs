@@ -41,7 +41,7 @@ use tokio::sync::{Mutex, MutexGuard};
 pub use events::{Change, CommitResult, Finish, ProfileOutcome, RemoteView};
 pub use operations::{Start, StartOutcome};
 pub use polling::DuePoll;
-pub use webhook_secrets::StoredWebhook;
+pub use webhook_secrets::{RegistrationLock, StoredWebhook};
 
 /// The PostgreSQL NOTIFY channel that tells replicas the event log grew (payload: latest sequence).
 pub const NOTIFY_CHANNEL: &str = "paygate_events";

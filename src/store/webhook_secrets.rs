@@ -23,7 +23,31 @@ impl std::fmt::Debug for StoredWebhook {
     }
 }
 
+/// Held while one replica checks and registers the webhook (PostgreSQL: a transaction-level
+/// advisory lock; released when dropped). SQLite has one replica, so nothing to hold there.
+pub struct RegistrationLock {
+    _txn: Option<sea_orm::DatabaseTransaction>,
+}
+
+/// Advisory lock key for webhook registration ("pg" "wh").
+const REGISTRATION_LOCK: i64 = 0x7067_7768;
+
 impl Store {
+    /// Serializes webhook registration across replicas that start at the same moment, so they
+    /// do not each register a webhook for the same URL.
+    pub async fn registration_lock(&self) -> Result<RegistrationLock, StoreError> {
+        use sea_orm::{ConnectionTrait, TransactionTrait};
+        if self.backend != sea_orm::DbBackend::Postgres {
+            return Ok(RegistrationLock { _txn: None });
+        }
+        let txn = self.db.begin().await?;
+        txn.execute_unprepared(&format!(
+            "SELECT pg_advisory_xact_lock({REGISTRATION_LOCK})"
+        ))
+        .await?;
+        Ok(RegistrationLock { _txn: Some(txn) })
+    }
+
     /// Registrations stored for `url`.
     pub async fn webhooks_for(&self, url: &str) -> Result<Vec<StoredWebhook>, StoreError> {
         Ok(webhook_secret::Entity::find()

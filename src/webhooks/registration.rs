@@ -27,6 +27,8 @@ pub async fn ensure_registered(
     store: &Store,
     url: &str,
 ) -> anyhow::Result<Vec<String>> {
+    // One replica at a time: the others then find its registration and reuse it.
+    let _lock = store.registration_lock().await?;
     let stored = store.webhooks_for(url).await?;
     let remote: Vec<models::Webhook> = vipps
         .list_webhooks()

@@ -52,3 +52,37 @@ async fn registration_is_reused_and_stale_ones_are_removed() {
     store.close().await;
     vipps_emulator.shutdown().await;
 }
+
+/// Replicas starting at the same moment register one webhook between them (PostgreSQL).
+#[tokio::test]
+async fn replicas_starting_together_register_once() {
+    if !std::env::var("TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty()) {
+        return; // SQLite runs a single replica.
+    }
+    let vipps_emulator = Emulator::new(EmulatorConfig::default())
+        .start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let cfg = config::emulator_vipps_config(
+        url::Url::parse(&vipps_emulator.base_url()).unwrap(),
+        std::time::Duration::from_secs(2),
+        std::time::Duration::from_secs(3),
+    );
+    let vipps = VippsClient::new(cfg).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = crate::helpers::fresh_database(&dir).await;
+    let (a, b) = (
+        Store::connect(&url).await.unwrap(),
+        Store::connect(&url).await.unwrap(),
+    );
+    a.migrate().await.unwrap();
+    let (ra, rb) = tokio::join!(
+        ensure_registered(&vipps, &a, URL),
+        ensure_registered(&vipps, &b, URL)
+    );
+    assert_eq!(ra.unwrap(), rb.unwrap(), "both verify with the same secret");
+    assert_eq!(vipps.list_webhooks().await.unwrap().webhooks.len(), 1);
+    a.close().await;
+    b.close().await;
+    vipps_emulator.shutdown().await;
+}
