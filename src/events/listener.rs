@@ -19,8 +19,19 @@ pub fn spawn(store: Store, feed: Feed) {
                     } else {
                         // Anything committed while we were not listening.
                         feed.catch_up().await;
-                        while listener.recv().await.is_ok() && !store.is_closed() {
-                            feed.catch_up().await;
+                        while let Ok(note) = listener.recv().await {
+                            if store.is_closed() {
+                                break;
+                            }
+                            // The payload is the batch's latest sequence: our own commits (and
+                            // anything already read) are in the feed, so only read when behind.
+                            let behind = note
+                                .payload()
+                                .parse::<u64>()
+                                .map_or(true, |sequence| sequence > feed.latest());
+                            if behind {
+                                feed.catch_up().await;
+                            }
                         }
                     }
                 }
