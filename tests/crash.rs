@@ -16,6 +16,9 @@ use paygate::{
     grpc::proto::{self, payment_service_client::PaymentServiceClient, PaymentEventName},
 };
 
+#[path = "common/mod.rs"]
+mod common;
+
 const SECRET: &str = "crash-test-webhook-secret";
 
 fn free_port() -> u16 {
@@ -40,7 +43,7 @@ impl World {
     async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let database_url = match std::env::var("TEST_DATABASE_URL") {
-            Ok(admin) if !admin.is_empty() => fresh_pg(&admin).await,
+            Ok(admin) if !admin.is_empty() => common::fresh_postgres(&admin).await,
             _ => format!(
                 "sqlite://{}?mode=rwc",
                 dir.path().join("paygate.db").display()
@@ -213,18 +216,6 @@ impl World {
             .map(|e| e.name())
             .collect()
     }
-}
-
-async fn fresh_pg(admin: &str) -> String {
-    use sqlx::Connection;
-    let name = format!("paygate_test_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
-    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
-        .await
-        .unwrap();
-    let mut url = url::Url::parse(admin).unwrap();
-    url.set_path(&name);
-    url.to_string()
 }
 
 async fn capture(

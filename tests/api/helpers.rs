@@ -13,6 +13,10 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
+#[path = "../common/mod.rs"]
+mod common;
+pub use common::*;
+
 pub struct TestApp {
     pub client: PaymentServiceClient<Channel>,
     pub emulator: Emulator,
@@ -27,29 +31,6 @@ pub struct TestApp {
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
-}
-
-/// A fresh database URL for one test.
-pub async fn fresh_database(dir: &tempfile::TempDir) -> String {
-    match std::env::var("TEST_DATABASE_URL") {
-        Ok(admin) if !admin.is_empty() => {
-            use sqlx::Connection;
-            let name = format!("paygate_test_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = sqlx::PgConnection::connect(&admin)
-                .await
-                .expect("connect TEST_DATABASE_URL");
-            sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
-                .await
-                .expect("create test database");
-            let mut url = url::Url::parse(&admin).expect("TEST_DATABASE_URL is a URL");
-            url.set_path(&name);
-            url.to_string()
-        }
-        _ => format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("paygate.db").display()
-        ),
-    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -293,75 +274,6 @@ impl TestApp {
     }
 }
 
-pub fn nok(value: i64) -> proto::Money {
-    proto::Money {
-        currency: "NOK".into(),
-        value,
-    }
-}
-
-pub fn push_request(value: i64) -> proto::CreatePaymentRequestRequest {
-    proto::CreatePaymentRequestRequest {
-        amount: Some(nok(value)),
-        user_flow: proto::UserFlow::PushMessage.into(),
-        customer: Some(proto::Customer {
-            phone_number: "4791234567".into(),
-        }),
-        payment_description: "Taxi ride".into(),
-        ..Default::default()
-    }
-}
-
-/// Amounts of an aggregate: (authorized, captured, refunded, cancelled).
-pub fn totals(p: &proto::Payment) -> (i64, i64, i64, i64) {
-    let a = p.aggregate.clone().unwrap();
-    let v = |m: Option<proto::Money>| m.map_or(0, |m| m.value);
-    (
-        v(a.authorized_amount),
-        v(a.captured_amount),
-        v(a.refunded_amount),
-        v(a.cancelled_amount),
-    )
-}
-
-/// The BadRequest field names in an INVALID_ARGUMENT status.
-pub fn bad_fields(status: &tonic::Status) -> Vec<String> {
-    use tonic_types::StatusExt;
-    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
-    status
-        .get_details_bad_request()
-        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
-        .unwrap_or_default()
-}
-
-pub const WEBHOOK_SECRET: &str = "test-webhook-secret-0123456789";
-
-/// IMF-fixdate, as Vipps sends in x-ms-date.
-pub fn http_date(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
-}
-
-/// A webhook body as Vipps sends it.
-pub fn webhook_body(
-    reference: &str,
-    name: &str,
-    psp: &str,
-    value: i64,
-    key: Option<&str>,
-) -> String {
-    serde_json::json!({
-        "msn": "123456",
-        "reference": reference,
-        "pspReference": psp,
-        "name": name,
-        "amount": {"currency": "NOK", "value": value},
-        "timestamp": chrono::Utc::now().to_rfc3339(),
-        "idempotencyKey": key,
-        "success": true,
-    })
-    .to_string()
-}
-
 impl TestApp {
     /// Posts a webhook signed with `secret` for this app's sidecar URL at time `date`.
     pub async fn post_webhook_signed(
@@ -413,37 +325,4 @@ impl TestApp {
             .unwrap()
             .into_inner()
     }
-}
-
-/// The next event on a stream, skipping heartbeats; panics if none arrives within 20 s (a
-/// bound against hanging, not a timing assertion).
-pub async fn next_event(
-    stream: &mut tonic::Streaming<proto::StreamPaymentEventsResponse>,
-) -> proto::PaymentEvent {
-    let deadline = std::time::Duration::from_secs(20);
-    loop {
-        let item = tokio::time::timeout(deadline, stream.message())
-            .await
-            .expect("an event within the bound")
-            .expect("stream is healthy")
-            .expect("stream still open");
-        if let Some(proto::stream_payment_events_response::Kind::Event(e)) = item.kind {
-            return e;
-        }
-    }
-}
-
-/// Polls `check` until it is true (bounded: 20 s), for effects that arrive asynchronously.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..400 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("never happened: {what}");
 }
