@@ -6,7 +6,7 @@
 //! gap). Reading back is always safe because the log becomes visible in sequence order (see
 //! `store`), so once sequence N is visible nothing below N can still appear.
 
-use std::{collections::VecDeque, sync::Arc, time::Duration};
+use std::{collections::VecDeque, sync::Arc};
 
 use tokio::sync::{watch, Mutex};
 
@@ -58,18 +58,6 @@ impl Feed {
                 catching_up: Mutex::new(()),
             }),
         };
-        // A safety net for missed notifications: look at the log now and then.
-        let poller = feed.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                if Arc::strong_count(&poller.inner) == 1 || poller.inner.store.is_closed() {
-                    return;
-                }
-                poller.catch_up().await;
-            }
-        });
         Ok(feed)
     }
 

@@ -1,5 +1,6 @@
 //! PostgreSQL only: LISTEN for other replicas' commits and pull them into the feed.
 //! The notification is only a wake-up; the events themselves are read from the log.
+//! SQLite has a single replica, so nothing runs there.
 
 use std::time::Duration;
 
@@ -8,8 +9,17 @@ use crate::store::{Store, NOTIFY_CHANNEL};
 
 pub fn spawn(store: Store, feed: Feed) {
     let Some(pool) = store.postgres_pool() else {
-        return;
+        return; // SQLite: one replica, whose own commits reach the feed directly.
     };
+    // A safety net for notifications lost while the listener reconnects: look now and then.
+    let (poll_store, poll_feed) = (store.clone(), feed.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        while !poll_store.is_closed() {
+            tick.tick().await;
+            poll_feed.catch_up().await;
+        }
+    });
     tokio::spawn(async move {
         while !store.is_closed() {
             match sqlx::postgres::PgListener::connect_with(&pool).await {

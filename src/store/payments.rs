@@ -12,13 +12,6 @@ impl Store {
             .await
             .map(|found| found.map(|(p, _)| p))
     }
-
-    /// Whether Vipps has acknowledged the payment's creation.
-    pub async fn is_confirmed(&self, reference: &str) -> Result<bool, StoreError> {
-        Ok(load(&self.db, reference)
-            .await?
-            .is_some_and(|(_, confirmed)| confirmed))
-    }
 }
 
 /// The payment and its `confirmed` flag.

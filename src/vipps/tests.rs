@@ -705,8 +705,10 @@ async fn persistent_server_error_is_unavailable_after_max_attempts() {
 async fn persistent_server_error_stops_at_the_time_budget() {
     let mock = Mock::start().await;
     mock.script("GET /epayment/v1/payments/ref-00001", [reply(500, "")]);
+    // A budget long enough that a loaded machine still gets the 500 answers (a budget cut
+    // inside the first attempt would end in a timeout instead).
     let policy = RetryPolicy {
-        max_elapsed: Duration::from_millis(200),
+        max_elapsed: Duration::from_millis(1000),
         initial_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(40),
         max_attempts: 1000,
