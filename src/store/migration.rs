@@ -14,10 +14,10 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
             Box::new(Initial),
-            Box::new(WebhookSecrets),
-            Box::new(Customers),
-            Box::new(PollSchedule),
-            Box::new(WriteLock),
+            Box::new(WEBHOOK_SECRETS),
+            Box::new(CUSTOMERS),
+            Box::new(POLL_SCHEDULE),
+            Box::new(WRITE_LOCK),
         ]
     }
 }
@@ -136,107 +136,72 @@ impl MigrationTrait for Initial {
     }
 }
 
-/// Webhook registrations paygate holds the secret for, shared by every replica.
-struct WebhookSecrets;
+/// A migration of plain SQL statements, the same on both backends.
+struct Sql {
+    name: &'static str,
+    statements: &'static [&'static str],
+}
 
-impl MigrationName for WebhookSecrets {
+impl MigrationName for Sql {
     fn name(&self) -> &str {
-        "m0002_webhook_secrets"
+        self.name
     }
 }
 
 #[async_trait::async_trait]
-impl MigrationTrait for WebhookSecrets {
+impl MigrationTrait for Sql {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .get_connection()
-            .execute_unprepared(
-                "CREATE TABLE webhook_secrets (
-                    id VARCHAR(64) PRIMARY KEY,
-                    url TEXT NOT NULL,
-                    secret TEXT NOT NULL,
-                    created_ms BIGINT NOT NULL
-                )",
-            )
-            .await?;
+        let db = manager.get_connection();
+        for sql in self.statements {
+            db.execute_unprepared(sql).await?;
+        }
         Ok(())
     }
 }
+
+/// Webhook registrations paygate holds the secret for, shared by every replica.
+const WEBHOOK_SECRETS: Sql = Sql {
+    name: "m0002_webhook_secrets",
+    statements: &["CREATE TABLE webhook_secrets (
+        id VARCHAR(64) PRIMARY KEY,
+        url TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        created_ms BIGINT NOT NULL
+    )"],
+};
 
 /// Known customers (the shared phone number) and the profile-sharing status of payments.
-struct Customers;
-
-impl MigrationName for Customers {
-    fn name(&self) -> &str {
-        "m0003_customers"
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for Customers {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        for sql in [
-            "CREATE TABLE customers (
-                customer_key VARCHAR(128) PRIMARY KEY,
-                phone_number VARCHAR(15) NOT NULL,
-                profile_sub VARCHAR(128),
-                shared_time_ms BIGINT NOT NULL
-            )",
-            // NULL: no profile asked for; pending: fetch after AUTHORIZED; shared; failed (see failure).
-            "ALTER TABLE payments ADD COLUMN profile_status VARCHAR(16)",
-            "CREATE INDEX payments_profile ON payments (profile_status, state)",
-        ] {
-            db.execute_unprepared(sql).await?;
-        }
-        Ok(())
-    }
-}
+const CUSTOMERS: Sql = Sql {
+    name: "m0003_customers",
+    statements: &[
+        "CREATE TABLE customers (
+            customer_key VARCHAR(128) PRIMARY KEY,
+            phone_number VARCHAR(15) NOT NULL,
+            profile_sub VARCHAR(128),
+            shared_time_ms BIGINT NOT NULL
+        )",
+        // NULL: no profile asked for; pending: fetch after AUTHORIZED; shared; failed (see failure).
+        "ALTER TABLE payments ADD COLUMN profile_status VARCHAR(16)",
+        "CREATE INDEX payments_profile ON payments (profile_status, state)",
+    ],
+};
 
 /// When the reconciler next looks at a payment that is not final.
-struct PollSchedule;
+const POLL_SCHEDULE: Sql = Sql {
+    name: "m0004_poll_schedule",
+    statements: &[
+        "ALTER TABLE payments ADD COLUMN next_poll_ms BIGINT NOT NULL DEFAULT 0",
+        "CREATE INDEX payments_poll ON payments (state, next_poll_ms)",
+    ],
+};
 
-impl MigrationName for PollSchedule {
-    fn name(&self) -> &str {
-        "m0004_poll_schedule"
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for PollSchedule {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        for sql in [
-            "ALTER TABLE payments ADD COLUMN next_poll_ms BIGINT NOT NULL DEFAULT 0",
-            "CREATE INDEX payments_poll ON payments (state, next_poll_ms)",
-        ] {
-            db.execute_unprepared(sql).await?;
-        }
-        Ok(())
-    }
-}
-
-/// SQLite only: a one-row table every write transaction updates first, so the transaction takes
-/// SQLite's write lock at its start and waits (busy_timeout) for another writer, instead of
-/// failing when it would upgrade from reading to writing.
-struct WriteLock;
-
-impl MigrationName for WriteLock {
-    fn name(&self) -> &str {
-        "m0005_write_lock"
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for WriteLock {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        for sql in [
-            "CREATE TABLE write_lock (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)",
-            "INSERT INTO write_lock (id, n) VALUES (1, 0)",
-        ] {
-            db.execute_unprepared(sql).await?;
-        }
-        Ok(())
-    }
-}
+/// SQLite only in use: a one-row table every write transaction updates first, so the
+/// transaction takes SQLite's write lock at its start and waits (busy_timeout) for another
+/// writer, instead of failing when it would upgrade from reading to writing.
+const WRITE_LOCK: Sql = Sql {
+    name: "m0005_write_lock",
+    statements: &[
+        "CREATE TABLE write_lock (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)",
+        "INSERT INTO write_lock (id, n) VALUES (1, 0)",
+    ],
+};
