@@ -57,6 +57,15 @@ impl Payments {
             .map_err(|e| super::errors::from_vipps(&e))?;
         let view = upstream::view_of_payment(&remote)?;
         let moved = view.state != payment.state || view.aggregate != payment.aggregate;
+        let same =
+            |theirs: &Option<String>, ours: &Option<String>| theirs.is_none() || theirs == ours;
+        if !moved
+            && same(&view.redirect_url, &payment.redirect_url)
+            && same(&view.profile_sub, &payment.profile_sub)
+        {
+            // Nothing new: no write (the reconciler polls CREATED payments every few seconds).
+            return Ok(payment.clone());
+        }
         let events = if moved {
             let log = self
                 .vipps
