@@ -10,7 +10,7 @@ use std::{
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
 
-use crate::config::AuthConfig;
+use crate::config;
 
 /// The authenticated caller's name, put into request extensions.
 #[derive(Debug, Clone)]
@@ -52,7 +52,7 @@ pub struct Authenticator {
 
 impl Authenticator {
     /// Builds the token list; with a tokens file, a task re-reads it when it changes.
-    pub fn from_config(config: &AuthConfig) -> anyhow::Result<Self> {
+    pub fn from_config(config: &config::Auth) -> anyhow::Result<Self> {
         let mut tokens = Vec::new();
         if let Some(inline) = &config.tokens {
             tokens.extend(

@@ -1,421 +1,484 @@
-//! One typed configuration, loaded from defaults < config file < environment, validated at start.
+//! One typed configuration. Every key is declared exactly once, below: its environment name,
+//! default and meaning live in one `#[arg]` attribute, which is also what `paygate config` prints
+//! and what the README's configuration table is checked against.
 //!
-//! The config file (`--config FILE` or `PAYGATE_CONFIG`) holds `KEY=VALUE` lines with the same
-//! keys as the environment, so operators learn one set of names.
+//! Sources, strongest first: the environment, then a `KEY=VALUE` file (`--config FILE` or
+//! `PAYGATE_CONFIG`, same names), then the defaults. Cross-key rules (a real Vipps needs
+//! credentials, https for public URLs, …) are checked in `validate`. This module is a leaf: it
+//! imports nothing from the rest of paygate; the other modules read their section of it.
 
-use std::{collections::HashMap, net::SocketAddr, time::Duration};
+use std::{collections::HashMap, fmt, net::SocketAddr, time::Duration};
 
+use clap::{error::ContextKind, ArgMatches, Args, Command, FromArgMatches};
 use url::Url;
 
-use crate::vipps::{RetryPolicy, Secret, VippsConfig};
-
-/// A configuration key whose value is wrong, and why.
+/// A configuration key whose value is wrong, and why. Never quotes a secret.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {key}: {message}")]
 pub struct ConfigError {
-    pub key: &'static str,
+    pub key: String,
     pub message: String,
 }
 
-fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError {
-        key,
+        key: key.to_owned(),
         message: message.into(),
     }
 }
 
-/// Where Vipps is: the real API, or the emulator paygate starts in-process.
-#[derive(Debug, Clone)]
-pub enum VippsTarget {
-    /// `VIPPS_BASE_URL` set: call it with the given credentials.
-    Remote(Box<VippsConfig>),
-    /// `VIPPS_BASE_URL` unset: start the built-in emulator on this address.
-    Emulator { addr: SocketAddr },
+/// A secret string (client secret, subscription key, tokens) that never prints: `Debug` and
+/// `Display` show `***`, so a whole configuration can be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The secret itself, for the one place that must send or compare it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
 }
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-/// paygate's whole configuration.
-#[derive(Debug, Clone)]
+/// paygate's whole configuration, in sections.
+#[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// `PAYGATE_GRPC_ADDR`: where the gRPC API listens.
-    pub grpc_addr: SocketAddr,
-    /// `PAYGATE_HTTP_ADDR`: where the HTTP sidecar (webhooks, health, metrics) listens.
-    pub http_addr: SocketAddr,
-    /// `DATABASE_URL`: `sqlite://…` (embedded default) or `postgres://…`.
-    pub database_url: String,
-    pub vipps: VippsTarget,
-    /// `PAYGATE_LOG_FORMAT`: `text` (default) or `json`.
-    pub log_format: LogFormat,
-    /// `VIPPS_TIMEOUT_MS`: limit of one HTTP attempt to Vipps.
-    pub vipps_timeout: Duration,
-    /// `VIPPS_RETRY_BUDGET_MS`: total time of one Vipps call, retries included.
-    pub vipps_retry_budget: Duration,
-    /// `PAYGATE_WEBHOOK_PUBLIC_URL`: where Vipps posts webhooks (None: the local sidecar, emulator mode).
-    pub webhook_public_url: Option<Url>,
-    /// `VIPPS_WEBHOOK_SECRET`: secret of a webhook registered by hand (skips registration).
-    pub webhook_secret: Option<Secret>,
-    /// `PAYGATE_WEBHOOK_MAX_SKEW_SECS`: how far x-ms-date may be from now.
-    pub webhook_max_skew: Duration,
-    /// `PAYGATE_HEARTBEAT_MS`: heartbeat period of event streams.
-    pub heartbeat: Duration,
-    /// Who may call the gRPC API.
-    pub auth: AuthConfig,
-    /// Optional (mutual) TLS for gRPC.
-    pub tls: Option<TlsConfig>,
-    /// Limits of the gRPC server.
-    pub limits: GrpcLimits,
-    /// `PAYGATE_SHUTDOWN_GRACE_MS`: how long in-flight work may take to finish at shutdown.
-    pub shutdown_grace: Duration,
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: export traces over OTLP/gRPC when set.
-    pub otlp_endpoint: Option<String>,
-    /// `PAYGATE_RECONCILE_FIRST_MS`, `PAYGATE_RECONCILE_TICK_MS`, `PAYGATE_RESEND_AFTER_MS`.
-    pub reconcile: crate::payments::ReconcileSettings,
+    #[command(flatten)]
+    pub listen: Listen,
+    #[command(flatten)]
+    pub database: Database,
+    #[command(flatten)]
+    pub vipps: Vipps,
+    #[command(flatten)]
+    pub webhooks: Webhooks,
+    #[command(flatten)]
+    pub grpc: Grpc,
+    #[command(flatten)]
+    pub auth: Auth,
+    #[command(flatten)]
+    pub tls: Tls,
+    #[command(flatten)]
+    pub reconcile: Reconcile,
+    #[command(flatten)]
+    pub telemetry: Telemetry,
 }
 
-/// Caller authentication for gRPC.
-#[derive(Debug, Clone, Default)]
-pub struct AuthConfig {
-    /// `PAYGATE_API_TOKENS`: `name:TOKEN,name2:TOKEN2`.
+/// Where paygate listens.
+#[derive(Debug, Clone, Args)]
+pub struct Listen {
+    /// gRPC listen address.
+    #[arg(
+        long,
+        env = "PAYGATE_GRPC_ADDR",
+        value_name = "PAYGATE_GRPC_ADDR",
+        default_value = "0.0.0.0:50051"
+    )]
+    pub grpc_addr: SocketAddr,
+    /// HTTP sidecar: /webhooks/vipps, /healthz, /readyz, /metrics.
+    #[arg(
+        long,
+        env = "PAYGATE_HTTP_ADDR",
+        value_name = "PAYGATE_HTTP_ADDR",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub http_addr: SocketAddr,
+    /// Time in-flight RPCs and webhooks get at SIGTERM (ms).
+    #[arg(long, env = "PAYGATE_SHUTDOWN_GRACE_MS", value_name = "PAYGATE_SHUTDOWN_GRACE_MS", default_value = "20000", value_parser = millis)]
+    pub shutdown_grace: Duration,
+}
+
+/// The database.
+#[derive(Debug, Clone, Args)]
+pub struct Database {
+    /// sqlite://… (one replica) or postgres://… (several replicas).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        value_name = "DATABASE_URL",
+        default_value = "sqlite://paygate.db?mode=rwc"
+    )]
+    pub url: String,
+}
+
+/// The Vipps API (or the built-in emulator when no base URL is set).
+#[derive(Debug, Clone, Args)]
+pub struct Vipps {
+    /// Vipps API base, e.g. https://apitest.vipps.no or https://api.vipps.no (unset: built-in emulator).
+    #[arg(
+        long = "vipps-base-url",
+        env = "VIPPS_BASE_URL",
+        value_name = "VIPPS_BASE_URL"
+    )]
+    pub base_url: Option<Url>,
+    /// Access-token client_id (required with VIPPS_BASE_URL).
+    #[arg(
+        long = "vipps-client-id",
+        env = "VIPPS_CLIENT_ID",
+        value_name = "VIPPS_CLIENT_ID"
+    )]
+    pub client_id: Option<String>,
+    /// Access-token client_secret (required with VIPPS_BASE_URL).
+    #[arg(long = "vipps-client-secret", env = "VIPPS_CLIENT_SECRET", value_name = "VIPPS_CLIENT_SECRET", value_parser = secret, hide_env_values = true)]
+    pub client_secret: Option<Secret>,
+    /// Ocp-Apim-Subscription-Key (required with VIPPS_BASE_URL).
+    #[arg(long = "vipps-subscription-key", env = "VIPPS_SUBSCRIPTION_KEY", value_name = "VIPPS_SUBSCRIPTION_KEY", value_parser = secret, hide_env_values = true)]
+    pub subscription_key: Option<Secret>,
+    /// Merchant-Serial-Number, 4-7 digits (required with VIPPS_BASE_URL).
+    #[arg(long = "vipps-msn", env = "VIPPS_MSN", value_name = "VIPPS_MSN")]
+    pub msn: Option<String>,
+    /// Limit of one HTTP attempt to Vipps (ms).
+    #[arg(long = "vipps-timeout-ms", env = "VIPPS_TIMEOUT_MS", value_name = "VIPPS_TIMEOUT_MS", default_value = "10000", value_parser = millis)]
+    pub timeout: Duration,
+    /// Total time one Vipps call may take, retries included (ms).
+    #[arg(long = "vipps-retry-budget-ms", env = "VIPPS_RETRY_BUDGET_MS", value_name = "VIPPS_RETRY_BUDGET_MS", default_value = "10000", value_parser = millis)]
+    pub retry_budget: Duration,
+    /// Where the built-in emulator listens (emulator mode).
+    #[arg(
+        long,
+        env = "PAYGATE_EMULATOR_ADDR",
+        value_name = "PAYGATE_EMULATOR_ADDR",
+        default_value = "127.0.0.1:8090"
+    )]
+    pub emulator_addr: SocketAddr,
+}
+
+/// The real Vipps API's settings, once validated.
+#[derive(Debug, Clone)]
+pub struct RemoteVipps {
+    pub base_url: Url,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub subscription_key: Secret,
+    pub msn: String,
+}
+
+impl Vipps {
+    /// The real Vipps API, or None for emulator mode (`validate` guarantees the credentials).
+    pub fn remote(&self) -> Option<RemoteVipps> {
+        Some(RemoteVipps {
+            base_url: self.base_url.clone()?,
+            client_id: self.client_id.clone()?,
+            client_secret: self.client_secret.clone()?,
+            subscription_key: self.subscription_key.clone()?,
+            msn: self.msn.clone()?,
+        })
+    }
+}
+
+/// Webhooks from Vipps.
+#[derive(Debug, Clone, Args)]
+pub struct Webhooks {
+    /// The https URL Vipps posts webhooks to (required with VIPPS_BASE_URL; emulator mode: the local sidecar).
+    #[arg(
+        long = "webhook-public-url",
+        env = "PAYGATE_WEBHOOK_PUBLIC_URL",
+        value_name = "PAYGATE_WEBHOOK_PUBLIC_URL"
+    )]
+    pub public_url: Option<Url>,
+    /// Secret of a webhook registered by hand (unset: paygate registers its own).
+    #[arg(long = "webhook-secret", env = "VIPPS_WEBHOOK_SECRET", value_name = "VIPPS_WEBHOOK_SECRET", value_parser = secret, hide_env_values = true)]
+    pub secret: Option<Secret>,
+    /// How far x-ms-date may be from now (s).
+    #[arg(long = "webhook-max-skew-secs", env = "PAYGATE_WEBHOOK_MAX_SKEW_SECS", value_name = "PAYGATE_WEBHOOK_MAX_SKEW_SECS", default_value = "300", value_parser = seconds)]
+    pub max_skew: Duration,
+}
+
+/// The gRPC server and its event streams.
+#[derive(Debug, Clone, Args)]
+pub struct Grpc {
+    /// Largest gRPC message accepted (bytes).
+    #[arg(long = "grpc-max-message-bytes", env = "PAYGATE_GRPC_MAX_MESSAGE_BYTES", value_name = "PAYGATE_GRPC_MAX_MESSAGE_BYTES", default_value = "1048576", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_message_bytes: u32,
+    /// HTTP/2 streams per connection (event streams count).
+    #[arg(long = "grpc-max-concurrent-streams", env = "PAYGATE_GRPC_MAX_CONCURRENT_STREAMS", value_name = "PAYGATE_GRPC_MAX_CONCURRENT_STREAMS", default_value = "1024", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_streams: u32,
+    /// Deadline of a unary RPC (ms).
+    #[arg(long = "grpc-timeout-ms", env = "PAYGATE_GRPC_TIMEOUT_MS", value_name = "PAYGATE_GRPC_TIMEOUT_MS", default_value = "30000", value_parser = millis)]
+    pub request_timeout: Duration,
+    /// Requests in progress per connection.
+    #[arg(long = "grpc-concurrency-limit", env = "PAYGATE_GRPC_CONCURRENCY_LIMIT", value_name = "PAYGATE_GRPC_CONCURRENCY_LIMIT", default_value = "1024", value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency_limit: u32,
+    /// Heartbeat period of StreamPaymentEvents (ms).
+    #[arg(long, env = "PAYGATE_HEARTBEAT_MS", value_name = "PAYGATE_HEARTBEAT_MS", default_value = "15000", value_parser = millis)]
+    pub heartbeat: Duration,
+}
+
+/// Who may call the gRPC API.
+#[derive(Debug, Clone, Args)]
+pub struct Auth {
+    /// gRPC callers: name:TOKEN,name2:TOKEN2 (tokens of at least 16 characters).
+    #[arg(long = "api-tokens", env = "PAYGATE_API_TOKENS", value_name = "PAYGATE_API_TOKENS", value_parser = secret, hide_env_values = true)]
     pub tokens: Option<Secret>,
-    /// `PAYGATE_API_TOKENS_FILE`: the same format in a file (a mounted secret), re-read on change.
+    /// The same from a file (a mounted secret), re-read when it changes.
+    #[arg(
+        long = "api-tokens-file",
+        env = "PAYGATE_API_TOKENS_FILE",
+        value_name = "PAYGATE_API_TOKENS_FILE"
+    )]
     pub tokens_file: Option<String>,
-    /// `PAYGATE_ALLOW_UNAUTHENTICATED`: run without tokens or mTLS against a real Vipps.
+    /// Allow an open gRPC API with a real VIPPS_BASE_URL.
+    #[arg(long, env = "PAYGATE_ALLOW_UNAUTHENTICATED", value_name = "PAYGATE_ALLOW_UNAUTHENTICATED", default_value = "false", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub allow_unauthenticated: bool,
 }
 
-/// `PAYGATE_TLS_CERT` / `PAYGATE_TLS_KEY` (PEM files); `PAYGATE_TLS_CLIENT_CA` turns on mutual TLS.
-#[derive(Debug, Clone)]
-pub struct TlsConfig {
-    pub cert: String,
-    pub key: String,
+/// TLS for gRPC: a server certificate, and with a client CA, mutual TLS.
+#[derive(Debug, Clone, Args)]
+pub struct Tls {
+    /// PEM server certificate: gRPC over TLS.
+    #[arg(
+        long = "tls-cert",
+        env = "PAYGATE_TLS_CERT",
+        value_name = "PAYGATE_TLS_CERT"
+    )]
+    pub cert: Option<String>,
+    /// PEM private key of the server certificate.
+    #[arg(
+        long = "tls-key",
+        env = "PAYGATE_TLS_KEY",
+        value_name = "PAYGATE_TLS_KEY"
+    )]
+    pub key: Option<String>,
+    /// PEM CA: require client certificates it signed (mutual TLS).
+    #[arg(
+        long = "tls-client-ca",
+        env = "PAYGATE_TLS_CLIENT_CA",
+        value_name = "PAYGATE_TLS_CLIENT_CA"
+    )]
     pub client_ca: Option<String>,
 }
 
-/// Limits of the gRPC server.
-#[derive(Debug, Clone)]
-pub struct GrpcLimits {
-    /// `PAYGATE_GRPC_MAX_MESSAGE_BYTES` (default 1 MiB).
-    pub max_message_bytes: usize,
-    /// `PAYGATE_GRPC_MAX_CONCURRENT_STREAMS` per connection (default 1024; event streams count).
-    pub max_concurrent_streams: u32,
-    /// `PAYGATE_GRPC_TIMEOUT_MS`: unary request deadline (default 30 s).
-    pub request_timeout: Duration,
-    /// `PAYGATE_GRPC_CONCURRENCY_LIMIT`: requests in progress per connection (default 1024).
-    pub concurrency_limit: usize,
+impl Tls {
+    /// Whether callers must present a client certificate.
+    pub fn is_mutual(&self) -> bool {
+        self.cert.is_some() && self.client_ca.is_some()
+    }
 }
 
-/// Every key paygate reads, with its default and meaning (the README's table mirrors this).
-pub const KEYS: &[(&str, &str, &str)] = &[
-    ("PAYGATE_GRPC_ADDR", "0.0.0.0:50051", "gRPC listen address"),
-    (
-        "PAYGATE_HTTP_ADDR",
-        "0.0.0.0:8080",
-        "HTTP sidecar listen address (webhooks, health)",
-    ),
-    (
-        "DATABASE_URL",
-        "sqlite://paygate.db?mode=rwc",
-        "sqlite://… or postgres://…",
-    ),
-    (
-        "VIPPS_BASE_URL",
-        "(unset: built-in emulator)",
-        "Vipps API base, e.g. https://apitest.vipps.no",
-    ),
-    (
-        "VIPPS_CLIENT_ID",
-        "(required with VIPPS_BASE_URL)",
-        "access-token client_id",
-    ),
-    (
-        "VIPPS_CLIENT_SECRET",
-        "(required with VIPPS_BASE_URL)",
-        "access-token client_secret",
-    ),
-    (
-        "VIPPS_SUBSCRIPTION_KEY",
-        "(required with VIPPS_BASE_URL)",
-        "Ocp-Apim-Subscription-Key",
-    ),
-    (
-        "VIPPS_MSN",
-        "(required with VIPPS_BASE_URL)",
-        "Merchant-Serial-Number, 4–7 digits",
-    ),
-    (
-        "VIPPS_TIMEOUT_MS",
-        "10000",
-        "limit of one HTTP attempt to Vipps",
-    ),
-    (
-        "VIPPS_RETRY_BUDGET_MS",
-        "10000",
-        "total time one Vipps call may take, retries included",
-    ),
-    (
-        "PAYGATE_EMULATOR_ADDR",
-        "127.0.0.1:8090",
-        "where the built-in emulator listens (emulator mode)",
-    ),
-    ("PAYGATE_LOG_FORMAT", "text", "text or json"),
-    (
-        "PAYGATE_WEBHOOK_PUBLIC_URL",
-        "(emulator mode: the local sidecar)",
-        "public URL Vipps posts webhooks to",
-    ),
-    (
-        "VIPPS_WEBHOOK_SECRET",
-        "(unset: register automatically)",
-        "secret of a webhook registered by hand",
-    ),
-    (
-        "PAYGATE_WEBHOOK_MAX_SKEW_SECS",
-        "300",
-        "how far x-ms-date may be from now",
-    ),
-    (
-        "PAYGATE_HEARTBEAT_MS",
-        "15000",
-        "heartbeat period of StreamPaymentEvents",
-    ),
-    (
-        "PAYGATE_API_TOKENS",
-        "(unset)",
-        "gRPC callers: name:TOKEN,name2:TOKEN2",
-    ),
-    (
-        "PAYGATE_API_TOKENS_FILE",
-        "(unset)",
-        "the same, from a file (re-read when it changes)",
-    ),
-    (
-        "PAYGATE_ALLOW_UNAUTHENTICATED",
-        "false",
-        "allow an open gRPC API with a real VIPPS_BASE_URL",
-    ),
-    (
-        "PAYGATE_TLS_CERT",
-        "(unset)",
-        "PEM server certificate for gRPC",
-    ),
-    ("PAYGATE_TLS_KEY", "(unset)", "PEM private key for gRPC"),
-    (
-        "PAYGATE_TLS_CLIENT_CA",
-        "(unset)",
-        "PEM CA: require client certificates (mutual TLS)",
-    ),
-    (
-        "PAYGATE_GRPC_MAX_MESSAGE_BYTES",
-        "1048576",
-        "largest gRPC message accepted",
-    ),
-    (
-        "PAYGATE_GRPC_MAX_CONCURRENT_STREAMS",
-        "1024",
-        "HTTP/2 streams per connection",
-    ),
-    (
-        "PAYGATE_GRPC_TIMEOUT_MS",
-        "30000",
-        "deadline of a unary RPC",
-    ),
-    (
-        "PAYGATE_GRPC_CONCURRENCY_LIMIT",
-        "1024",
-        "requests in progress per connection",
-    ),
-    (
-        "PAYGATE_SHUTDOWN_GRACE_MS",
-        "20000",
-        "time in-flight work gets at shutdown",
-    ),
-    (
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "(unset)",
-        "OTLP/gRPC endpoint for traces",
-    ),
-    (
-        "PAYGATE_RECONCILE_FIRST_MS",
-        "5000",
-        "first poll of a CREATED payment after creation",
-    ),
-    (
-        "PAYGATE_RECONCILE_TICK_MS",
-        "1000",
-        "how often the reconciler looks for due work",
-    ),
-    (
-        "PAYGATE_RESEND_AFTER_MS",
-        "10000",
-        "re-send an operation with unknown outcome after this idle time",
-    ),
-];
+/// The reconciler: what paygate does when webhooks or answers do not arrive.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct Reconcile {
+    /// First poll of a CREATED payment after creation (ms).
+    #[arg(long = "reconcile-first-ms", env = "PAYGATE_RECONCILE_FIRST_MS", value_name = "PAYGATE_RECONCILE_FIRST_MS", default_value = "5000", value_parser = millis)]
+    pub first_after: Duration,
+    /// How often the reconciler looks for due work (ms).
+    #[arg(long = "reconcile-tick-ms", env = "PAYGATE_RECONCILE_TICK_MS", value_name = "PAYGATE_RECONCILE_TICK_MS", default_value = "1000", value_parser = millis)]
+    pub tick: Duration,
+    /// Re-send an operation whose outcome is unknown after this idle time (ms).
+    #[arg(long = "resend-after-ms", env = "PAYGATE_RESEND_AFTER_MS", value_name = "PAYGATE_RESEND_AFTER_MS", default_value = "10000", value_parser = millis)]
+    pub resend_after: Duration,
+}
+
+/// Logs and traces.
+#[derive(Debug, Clone, Args)]
+pub struct Telemetry {
+    /// Log format: text or json.
+    #[arg(
+        long,
+        env = "PAYGATE_LOG_FORMAT",
+        value_name = "PAYGATE_LOG_FORMAT",
+        default_value = "text",
+        value_enum
+    )]
+    pub log_format: LogFormat,
+    /// Log filter (tracing-subscriber syntax), e.g. info or paygate=debug.
+    #[arg(
+        long,
+        env = "RUST_LOG",
+        value_name = "RUST_LOG",
+        default_value = "info"
+    )]
+    pub log_filter: String,
+    /// Export traces over OTLP/gRPC to this endpoint.
+    #[arg(
+        long,
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        value_name = "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )]
+    pub otlp_endpoint: Option<String>,
+}
+
+fn millis(s: &str) -> Result<Duration, String> {
+    positive(s).map(Duration::from_millis)
+}
+
+fn seconds(s: &str) -> Result<Duration, String> {
+    positive(s).map(Duration::from_secs)
+}
+
+fn positive(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| "must be a positive whole number".to_owned())
+}
+
+fn secret(s: &str) -> Result<Secret, String> {
+    Ok(Secret::new(s))
+}
 
 impl Config {
-    /// Reads the process environment over an optional config file.
-    pub fn load(file: Option<&str>) -> anyhow::Result<Self> {
-        let mut values = HashMap::new();
-        let file = file
-            .map(str::to_owned)
-            .or_else(|| std::env::var("PAYGATE_CONFIG").ok());
-        if let Some(path) = file {
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                anyhow::anyhow!("invalid configuration: cannot read config file {path}: {e}")
-            })?;
-            values.extend(parse_file(&text));
-        }
-        for key in KEYS.iter().map(|(k, _, _)| *k).chain(["RUST_LOG"]) {
-            if let Ok(v) = std::env::var(key) {
-                values.insert(key.to_owned(), v);
-            }
-        }
-        Ok(Self::from_values(&values)?)
+    /// The clap command that declares every key (also printed by `paygate config`).
+    pub fn command() -> Command {
+        Self::augment_args(Command::new("paygate").no_binary_name(true))
     }
 
-    /// Builds the configuration from key/value pairs (what `load` gathers; tests call it directly).
+    /// Every key: (environment name, default or None, meaning).
+    pub fn keys() -> Vec<(String, Option<String>, String)> {
+        Self::command()
+            .get_arguments()
+            .filter_map(|a| {
+                let env = a.get_env()?.to_string_lossy().into_owned();
+                let default = a
+                    .get_default_values()
+                    .first()
+                    .map(|d| d.to_string_lossy().into_owned());
+                let help = a.get_help().map(ToString::to_string).unwrap_or_default();
+                Some((env, default, help))
+            })
+            .collect()
+    }
+
+    /// Reads the environment over an optional `KEY=VALUE` file (`PAYGATE_CONFIG` when `file`
+    /// is None).
+    pub fn load(file: Option<&str>) -> Result<Self, ConfigError> {
+        let path = file
+            .map(str::to_owned)
+            .or_else(|| std::env::var("PAYGATE_CONFIG").ok());
+        let from_file = match path {
+            Some(path) => parse_file(&std::fs::read_to_string(&path).map_err(|e| {
+                invalid(
+                    "PAYGATE_CONFIG",
+                    format!("cannot read config file {path}: {e}"),
+                )
+            })?),
+            None => HashMap::new(),
+        };
+        // The environment wins: a file value only fills a key the environment leaves unset.
+        let command = Self::command();
+        let args = arguments(&command, &from_file, |key| std::env::var_os(key).is_none())?;
+        Self::parse(command, args)
+    }
+
+    /// Builds the configuration from key/value pairs only, ignoring the environment (tests).
     pub fn from_values(values: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        let get = |key: &str| values.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
-        let addr = |key: &'static str, default: &str| -> Result<SocketAddr, ConfigError> {
-            get(key)
-                .unwrap_or(default)
-                .parse()
-                .map_err(|_| invalid(key, "must be an address like 0.0.0.0:50051"))
-        };
-        let positive = |key: &'static str, default: u64| -> Result<u64, ConfigError> {
-            match get(key) {
-                None => Ok(default),
-                Some(v) => v
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| invalid(key, "must be a positive whole number")),
-            }
-        };
-        let millis =
-            |key: &'static str, default: u64| positive(key, default).map(Duration::from_millis);
-        let database_url = get("DATABASE_URL")
-            .unwrap_or("sqlite://paygate.db?mode=rwc")
-            .to_owned();
-        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
+        let command = Self::command().mut_args(|a| a.env(None));
+        let args = arguments(&Self::command(), values, |_| true)?;
+        Self::parse(command, args)
+    }
+
+    fn parse(command: Command, args: Vec<String>) -> Result<Self, ConfigError> {
+        let matches: ArgMatches = command
+            .try_get_matches_from(args)
+            .map_err(|e| clap_error(&e))?;
+        let config = Self::from_arg_matches(&matches).map_err(|e| clap_error(&e))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The rules that involve several keys.
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres"))
+        {
             return Err(invalid(
                 "DATABASE_URL",
                 "must start with sqlite: or postgres:",
             ));
         }
-        let timeout = millis("VIPPS_TIMEOUT_MS", 10_000)?;
-        let budget = millis("VIPPS_RETRY_BUDGET_MS", 10_000)?;
-        let vipps = match get("VIPPS_BASE_URL") {
-            None => VippsTarget::Emulator {
-                addr: addr("PAYGATE_EMULATOR_ADDR", "127.0.0.1:8090")?,
-            },
-            Some(base) => {
-                let base_url = Url::parse(base)
-                    .ok()
-                    .filter(|u| matches!(u.scheme(), "https" | "http"))
-                    .ok_or_else(|| invalid("VIPPS_BASE_URL", "must be an http(s) URL"))?;
-                let required = |key: &'static str| {
-                    get(key)
-                        .map(str::to_owned)
-                        .ok_or_else(|| invalid(key, "is required when VIPPS_BASE_URL is set"))
-                };
-                let msn = required("VIPPS_MSN")?;
-                if !(4..=7).contains(&msn.len()) || !msn.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(invalid("VIPPS_MSN", "must be 4 to 7 digits"));
-                }
-                let mut cfg = VippsConfig::new(
-                    base_url,
-                    required("VIPPS_CLIENT_ID")?,
-                    Secret::new(required("VIPPS_CLIENT_SECRET")?),
-                    Secret::new(required("VIPPS_SUBSCRIPTION_KEY")?),
-                    msn,
-                );
-                cfg.request_timeout = timeout;
-                cfg.retry = RetryPolicy {
-                    max_elapsed: budget,
-                    ..RetryPolicy::default()
-                };
-                VippsTarget::Remote(Box::new(cfg))
+        let remote = self.vipps.base_url.is_some();
+        if let Some(base) = &self.vipps.base_url {
+            if !matches!(base.scheme(), "https" | "http") {
+                return Err(invalid("VIPPS_BASE_URL", "must be an http(s) URL"));
             }
-        };
-        let webhook_public_url = match get("PAYGATE_WEBHOOK_PUBLIC_URL") {
-            None if matches!(vipps, VippsTarget::Remote(_))
-                && get("VIPPS_WEBHOOK_SECRET").is_none() =>
-            {
+            let v = &self.vipps;
+            for (key, set) in [
+                ("VIPPS_CLIENT_ID", v.client_id.is_some()),
+                ("VIPPS_CLIENT_SECRET", v.client_secret.is_some()),
+                ("VIPPS_SUBSCRIPTION_KEY", v.subscription_key.is_some()),
+                ("VIPPS_MSN", v.msn.is_some()),
+            ] {
+                if !set {
+                    return Err(invalid(key, "is required when VIPPS_BASE_URL is set"));
+                }
+            }
+            let msn = v.msn.as_deref().unwrap_or_default();
+            if !(4..=7).contains(&msn.len()) || !msn.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(invalid("VIPPS_MSN", "must be 4 to 7 digits"));
+            }
+        } else if !cfg!(feature = "emulator") {
+            return Err(invalid(
+                "VIPPS_BASE_URL",
+                "is required: this paygate was built without the Vipps emulator (cargo feature `emulator`)",
+            ));
+        }
+        if let Some(url) = &self.webhooks.public_url {
+            if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
                 return Err(invalid(
                     "PAYGATE_WEBHOOK_PUBLIC_URL",
-                    "is required with VIPPS_BASE_URL: the https URL Vipps posts webhooks to",
-                ))
+                    "must be an absolute http(s) URL",
+                ));
             }
-            None => None,
-            Some(u) => Some(
-                Url::parse(u)
-                    .ok()
-                    .filter(|u| matches!(u.scheme(), "https" | "http") && u.host_str().is_some())
-                    .ok_or_else(|| {
-                        invalid(
-                            "PAYGATE_WEBHOOK_PUBLIC_URL",
-                            "must be an absolute http(s) URL",
-                        )
-                    })?,
-            ),
-        };
-        let allow_unauthenticated = match get("PAYGATE_ALLOW_UNAUTHENTICATED").unwrap_or("false") {
-            "true" | "1" | "yes" => true,
-            "false" | "0" | "no" => false,
-            _ => {
-                return Err(invalid(
-                    "PAYGATE_ALLOW_UNAUTHENTICATED",
-                    "must be true or false",
-                ))
-            }
-        };
-        let auth = AuthConfig {
-            tokens: get("PAYGATE_API_TOKENS").map(Secret::new),
-            tokens_file: get("PAYGATE_API_TOKENS_FILE").map(str::to_owned),
-            allow_unauthenticated,
-        };
-        if let Some(tokens) = &auth.tokens {
-            crate::auth::parse_tokens(tokens.expose())
-                .map_err(|m| invalid("PAYGATE_API_TOKENS", m))?;
+        } else if remote && self.webhooks.secret.is_none() {
+            return Err(invalid(
+                "PAYGATE_WEBHOOK_PUBLIC_URL",
+                "is required with VIPPS_BASE_URL: the https URL Vipps posts webhooks to",
+            ));
         }
-        let tls = match (get("PAYGATE_TLS_CERT"), get("PAYGATE_TLS_KEY")) {
-            (Some(cert), Some(key)) => Some(TlsConfig {
-                cert: cert.to_owned(),
-                key: key.to_owned(),
-                client_ca: get("PAYGATE_TLS_CLIENT_CA").map(str::to_owned),
-            }),
-            (None, None) if get("PAYGATE_TLS_CLIENT_CA").is_some() => {
-                return Err(invalid(
-                    "PAYGATE_TLS_CLIENT_CA",
-                    "needs PAYGATE_TLS_CERT and PAYGATE_TLS_KEY",
-                ))
-            }
-            (None, None) => None,
-            (Some(_), None) => {
+        match (&self.tls.cert, &self.tls.key, &self.tls.client_ca) {
+            (Some(_), None, _) => {
                 return Err(invalid(
                     "PAYGATE_TLS_KEY",
                     "is required with PAYGATE_TLS_CERT",
                 ))
             }
-            (None, Some(_)) => {
+            (None, Some(_), _) => {
                 return Err(invalid(
                     "PAYGATE_TLS_CERT",
                     "is required with PAYGATE_TLS_KEY",
                 ))
             }
-        };
-        let mutual_tls = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
-        if matches!(vipps, VippsTarget::Remote(_))
-            && auth.tokens.is_none()
-            && auth.tokens_file.is_none()
-            && !mutual_tls
-            && !auth.allow_unauthenticated
+            (None, None, Some(_)) => {
+                return Err(invalid(
+                    "PAYGATE_TLS_CLIENT_CA",
+                    "needs PAYGATE_TLS_CERT and PAYGATE_TLS_KEY",
+                ))
+            }
+            _ => {}
+        }
+        let a = &self.auth;
+        if remote
+            && a.tokens.is_none()
+            && a.tokens_file.is_none()
+            && !self.tls.is_mutual()
+            && !a.allow_unauthenticated
         {
             return Err(invalid(
                 "PAYGATE_API_TOKENS",
@@ -423,52 +486,59 @@ impl Config {
                  mutual TLS (PAYGATE_TLS_CLIENT_CA), or set PAYGATE_ALLOW_UNAUTHENTICATED=true explicitly",
             ));
         }
-        let log_format = match get("PAYGATE_LOG_FORMAT").unwrap_or("text") {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            _ => return Err(invalid("PAYGATE_LOG_FORMAT", "must be text or json")),
-        };
-        Ok(Self {
-            grpc_addr: addr("PAYGATE_GRPC_ADDR", "0.0.0.0:50051")?,
-            http_addr: addr("PAYGATE_HTTP_ADDR", "0.0.0.0:8080")?,
-            database_url,
-            vipps,
-            log_format,
-            vipps_timeout: timeout,
-            vipps_retry_budget: budget,
-            webhook_public_url,
-            webhook_secret: get("VIPPS_WEBHOOK_SECRET").map(Secret::new),
-            webhook_max_skew: Duration::from_secs(positive("PAYGATE_WEBHOOK_MAX_SKEW_SECS", 300)?),
-            heartbeat: millis("PAYGATE_HEARTBEAT_MS", 15_000)?,
-            auth,
-            tls,
-            limits: GrpcLimits {
-                max_message_bytes: usize::try_from(positive(
-                    "PAYGATE_GRPC_MAX_MESSAGE_BYTES",
-                    1 << 20,
-                )?)
-                .unwrap_or(1 << 20),
-                max_concurrent_streams: u32::try_from(positive(
-                    "PAYGATE_GRPC_MAX_CONCURRENT_STREAMS",
-                    1024,
-                )?)
-                .map_err(|_| invalid("PAYGATE_GRPC_MAX_CONCURRENT_STREAMS", "too large"))?,
-                request_timeout: millis("PAYGATE_GRPC_TIMEOUT_MS", 30_000)?,
-                concurrency_limit: usize::try_from(positive(
-                    "PAYGATE_GRPC_CONCURRENCY_LIMIT",
-                    1024,
-                )?)
-                .unwrap_or(1024),
-            },
-            shutdown_grace: millis("PAYGATE_SHUTDOWN_GRACE_MS", 20_000)?,
-            otlp_endpoint: get("OTEL_EXPORTER_OTLP_ENDPOINT").map(str::to_owned),
-            reconcile: crate::payments::ReconcileSettings {
-                first_after: millis("PAYGATE_RECONCILE_FIRST_MS", 5_000)?,
-                tick: millis("PAYGATE_RECONCILE_TICK_MS", 1_000)?,
-                resend_after: millis("PAYGATE_RESEND_AFTER_MS", 10_000)?,
-            },
-        })
+        Ok(())
     }
+}
+
+/// Command-line arguments for the keys in `values` that `wanted` accepts. Unknown keys are
+/// ignored (a shared file may hold other programs' settings).
+fn arguments(
+    command: &Command,
+    values: &HashMap<String, String>,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, ConfigError> {
+    let mut args = Vec::new();
+    for arg in command.get_arguments() {
+        let Some(key) = arg.get_env().map(|k| k.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        let Some(value) = values.get(&key).map(|v| v.trim()).filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        if wanted(&key) {
+            let long = arg
+                .get_long()
+                .ok_or_else(|| invalid(&key, "has no command-line name"))?;
+            args.push(format!("--{long}={value}"));
+        }
+    }
+    Ok(args)
+}
+
+/// A clap parse error as one line naming the key (never the value: it may be a secret).
+fn clap_error(e: &clap::Error) -> ConfigError {
+    let arg = e
+        .get(ContextKind::InvalidArg)
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let key = arg
+        .split_once('<')
+        .and_then(|(_, rest)| rest.split_once('>'))
+        .map_or_else(|| arg.clone(), |(key, _)| key.to_owned());
+    let why = e
+        .get(ContextKind::Custom)
+        .map(ToString::to_string)
+        .or_else(|| {
+            e.get(ContextKind::ValidValue)
+                .map(|v| format!("must be one of {v}"))
+        })
+        .unwrap_or_else(|| match e.kind() {
+            clap::error::ErrorKind::InvalidValue | clap::error::ErrorKind::ValueValidation => {
+                "has an invalid value".to_owned()
+            }
+            _ => e.kind().to_string(),
+        });
+    invalid(&key, why)
 }
 
 /// `KEY=VALUE` lines; blank lines and `#` comments ignored; optional quotes around values.
@@ -484,28 +554,8 @@ fn parse_file(text: &str) -> HashMap<String, String> {
         .collect()
 }
 
-/// The Vipps client settings for the in-process emulator (any credentials are accepted there).
-pub fn emulator_vipps_config(
-    base_url: Url,
-    timeout: Duration,
-    retry_budget: Duration,
-) -> VippsConfig {
-    let mut cfg = VippsConfig::new(
-        base_url,
-        "paygate-emulator",
-        Secret::new("emulator-secret"),
-        Secret::new("emulator-subscription-key"),
-        "123456",
-    );
-    cfg.request_timeout = timeout;
-    cfg.retry = RetryPolicy {
-        max_elapsed: retry_budget,
-        ..RetryPolicy::default()
-    };
-    cfg
-}
-
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -521,9 +571,10 @@ mod tests {
     #[test]
     fn defaults_to_emulator_and_sqlite() {
         let c = cfg(&[]).unwrap();
-        assert!(matches!(c.vipps, VippsTarget::Emulator { .. }));
-        assert_eq!(c.database_url, "sqlite://paygate.db?mode=rwc");
-        assert_eq!(c.grpc_addr.port(), 50051);
+        assert!(c.vipps.remote().is_none());
+        assert_eq!(c.database.url, "sqlite://paygate.db?mode=rwc");
+        assert_eq!(c.listen.grpc_addr.port(), 50051);
+        assert_eq!(c.grpc.heartbeat, Duration::from_secs(15));
     }
 
     #[test]
@@ -532,8 +583,16 @@ mod tests {
             cfg(&[("PAYGATE_GRPC_ADDR", "nope")]).unwrap_err().key,
             "PAYGATE_GRPC_ADDR"
         );
+        assert_eq!(
+            cfg(&[("PAYGATE_HEARTBEAT_MS", "0")]).unwrap_err().key,
+            "PAYGATE_HEARTBEAT_MS"
+        );
+        assert_eq!(
+            cfg(&[("PAYGATE_LOG_FORMAT", "xml")]).unwrap_err().key,
+            "PAYGATE_LOG_FORMAT"
+        );
         let e = cfg(&[("VIPPS_BASE_URL", "https://apitest.vipps.no")]).unwrap_err();
-        assert_eq!(e.key, "VIPPS_MSN");
+        assert_eq!(e.key, "VIPPS_CLIENT_ID");
         assert_eq!(
             cfg(&[("DATABASE_URL", "mysql://x")]).unwrap_err().key,
             "DATABASE_URL"
@@ -542,40 +601,36 @@ mod tests {
             ("VIPPS_BASE_URL", "https://apitest.vipps.no"),
             ("VIPPS_MSN", "12ab"),
             ("VIPPS_CLIENT_ID", "a"),
-            ("VIPPS_CLIENT_SECRET", "b"),
+            ("VIPPS_CLIENT_SECRET", "hunter2-secret"),
             ("VIPPS_SUBSCRIPTION_KEY", "c"),
         ])
         .unwrap_err();
         assert_eq!(e.key, "VIPPS_MSN");
-        assert!(!e.to_string().contains("b\""));
+        assert!(!e.to_string().contains("hunter2"));
     }
 
-    /// Every key the loader reads is listed in KEYS (which `load` uses and the README mirrors).
+    /// A secret's bad value is never echoed (clap's own errors quote values).
     #[test]
-    fn every_read_key_is_documented() {
-        let source = include_str!("config.rs");
-        let listed: Vec<&str> = KEYS.iter().map(|(k, _, _)| *k).collect();
-        for quoted in source.split('"').skip(1).step_by(2) {
-            let is_key = quoted.len() > 4
-                && quoted.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
-                && ["PAYGATE_", "VIPPS_", "OTEL_", "DATABASE_"]
-                    .iter()
-                    .any(|p| quoted.starts_with(p));
-            if is_key && quoted != "PAYGATE_CONFIG" {
-                assert!(listed.contains(&quoted), "{quoted} is read but not in KEYS");
-            }
-        }
+    fn secrets_never_appear_in_errors_or_debug() {
+        let c = cfg(&[("VIPPS_WEBHOOK_SECRET", "hunter2-webhook-secret")]).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
     }
 
-    /// The README's configuration table lists every key.
+    /// The README's configuration table lists every key with its default.
     #[test]
     fn readme_documents_every_key() {
         let readme = include_str!("../README.md");
-        for (key, _, _) in KEYS {
-            assert!(
-                readme.contains(&format!("`{key}`")) || readme.contains(key),
-                "{key} missing from README"
-            );
+        for (key, default, _) in Config::keys() {
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{key}`")))
+                .unwrap_or_else(|| panic!("{key} missing from the README's configuration table"));
+            if let Some(default) = default {
+                assert!(
+                    row.contains(&format!("`{default}`")),
+                    "the README row of {key} does not give its default `{default}`: {row}"
+                );
+            }
         }
     }
 
@@ -585,5 +640,22 @@ mod tests {
         assert_eq!(m.get("A").unwrap(), "1");
         assert_eq!(m.get("B").unwrap(), "two");
         assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn every_key_has_a_long_name_and_help() {
+        let command = Config::command();
+        for arg in command.get_arguments() {
+            assert!(
+                arg.get_env().is_some(),
+                "{:?} reads no environment key",
+                arg.get_id()
+            );
+            assert!(arg.get_long().is_some());
+            assert!(arg.get_help().is_some(), "{:?} has no help", arg.get_id());
+        }
+        assert!(command
+            .get_arguments()
+            .any(|a| a.get_env().is_some_and(|e| e == "PAYGATE_GRPC_ADDR")));
     }
 }

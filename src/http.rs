@@ -11,7 +11,7 @@ use axum::{
 
 use crate::{
     health::Readiness,
-    observability,
+    telemetry::prometheus,
     webhooks::{self, WebhookIngest},
 };
 
@@ -55,6 +55,6 @@ async fn ready(State(state): State<HttpState>) -> (StatusCode, &'static str) {
 async fn metrics() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        observability::render(),
+        prometheus::render(),
     )
 }

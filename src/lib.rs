@@ -3,16 +3,13 @@
 
 pub mod app;
 pub mod auth;
-pub mod bench;
 pub mod config;
 pub mod crashpoint;
 pub mod domain;
-pub mod emulator;
 pub mod events;
 pub mod grpc;
 pub mod health;
 pub mod http;
-pub mod observability;
 pub mod payments;
 pub mod qr;
 pub mod store;
@@ -20,3 +17,6 @@ pub mod telemetry;
 pub mod tools;
 pub mod vipps;
 pub mod webhooks;
+
+#[cfg(test)]
+mod test_support;

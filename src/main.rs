@@ -1,9 +1,9 @@
-//! The `paygate` command: serve (default), emulator, migrate.
+//! The `paygate` command: serve (default), migrate, config, and the operators' tools.
 
-use std::{net::SocketAddr, process::ExitCode};
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use paygate::{app::Application, config::Config, emulator, store::Store, telemetry};
+use paygate::{app::Application, config::Config, store::Store, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -23,26 +23,10 @@ struct Cli {
 enum Command {
     /// Run the service (the default). Without VIPPS_BASE_URL it starts the built-in emulator.
     Serve,
-    /// Run the Vipps emulator alone.
-    Emulator {
-        /// Listen address.
-        #[arg(long, default_value = "127.0.0.1:8090")]
-        addr: SocketAddr,
-    },
     /// Apply database migrations and exit.
     Migrate,
-    /// Run a benchmark scenario (or `all`); see BENCHMARKS.md.
-    Bench {
-        /// create-overhead, create-throughput, webhook-ingest, delivery-latency, subscribers,
-        /// catch-up, or all.
-        scenario: String,
-        /// `tiny` (seconds per scenario, for CI) or `default`.
-        #[arg(long)]
-        size: Option<String>,
-        /// The JSON file with every figure (default bench-results/<scenario>.json).
-        #[arg(long)]
-        out: Option<String>,
-    },
+    /// Print every configuration key with its default and meaning.
+    Config,
     /// Play the whole taxi flow against a running paygate (default: the local one with its emulator).
     Demo {
         /// paygate's gRPC address.
@@ -94,15 +78,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let config = Config::load(cli.config.as_deref())?;
-            let _telemetry =
-                telemetry::init_with_otlp(config.log_format, config.otlp_endpoint.as_deref())?;
+            let _telemetry = telemetry::init(&config.telemetry)?;
             let app = Application::build(config).await?;
             tracing::info!(grpc = %app.grpc_addr(), http = %app.http_addr(), "listening");
             app.run(shutdown_signal()).await
         }
-        Command::Emulator { addr } => {
-            telemetry::init(paygate::config::LogFormat::Text);
-            emulator::run_standalone(addr, emulator::EmulatorConfig::default()).await
+        Command::Config => {
+            print!("{}", Config::command().render_long_help());
+            Ok(())
         }
         Command::Demo { grpc, emulator } => paygate::tools::demo::run(&grpc, &emulator).await,
         Command::Qr {
@@ -114,15 +97,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     grpc,
                 },
         } => paygate::tools::qr::create(&grpc, &id, &redirect_url, &out).await,
-        Command::Bench {
-            scenario,
-            size,
-            out,
-        } => paygate::bench::run(scenario, size, out).await,
         Command::Migrate => {
             let config = Config::load(cli.config.as_deref())?;
-            telemetry::init(config.log_format);
-            let store = Store::connect(&config.database_url).await?;
+            let _telemetry = telemetry::init(&config.telemetry)?;
+            let store = Store::connect(&config.database.url).await?;
             store.migrate().await?;
             tracing::info!("migrations applied");
             Ok(())

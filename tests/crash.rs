@@ -11,10 +11,8 @@ use std::{
     time::Duration,
 };
 
-use paygate::{
-    emulator::{Emulator, EmulatorConfig, RunningEmulator},
-    grpc::proto::{self, payment_service_client::PaymentServiceClient, PaymentEventName},
-};
+use paygate::grpc::proto::{self, payment_service_client::PaymentServiceClient, PaymentEventName};
+use vipps_emulator::{Emulator, EmulatorConfig, RunningEmulator};
 
 #[path = "common/mod.rs"]
 mod common;
@@ -337,13 +335,7 @@ fn signed(path: &Path, host: &str, body: &str) -> (String, String, String) {
     let date = chrono::Utc::now()
         .format("%a, %d %b %Y %H:%M:%S GMT")
         .to_string();
-    let s = paygate::webhooks::signature::sign(
-        SECRET,
-        path.to_str().unwrap(),
-        host,
-        &date,
-        body.as_bytes(),
-    );
+    let s = vipps_signature::sign(SECRET, path.to_str().unwrap(), host, &date, body.as_bytes());
     (date, s.content_hash, s.authorization)
 }
 

@@ -21,10 +21,7 @@ mod helpers;
 use std::{cell::RefCell, collections::HashMap};
 
 use helpers::*;
-use paygate::{
-    grpc::proto::{self, PaymentEventName},
-    webhooks::signature,
-};
+use paygate::grpc::proto::{self, PaymentEventName};
 use proptest::{
     collection::{hash_map, vec},
     prelude::*,
@@ -34,6 +31,7 @@ use proptest::{
 };
 use serde_json::{json, Value};
 use tonic::Code;
+use vipps_signature as signature;
 
 fn config(cases: u32) -> Config {
     Config {

@@ -19,7 +19,6 @@ pub(crate) mod upstream;
 use crate::{events::EventLog, store::Store, vipps::VippsClient};
 
 pub use commands::{CaptureOrRefund, CreatePayment};
-pub use reconcile::ReconcileSettings;
 
 /// The service error for a Vipps failure (shared with the QR service).
 pub fn upstream_error(e: &crate::vipps::VippsError) -> crate::domain::PaygateError {

@@ -14,30 +14,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::Payments;
 use crate::{
+    config,
     domain::{OperationKind, Reference},
     store::DuePoll,
 };
-
-/// Timing of the reconciler.
-#[derive(Debug, Clone, Copy)]
-pub struct ReconcileSettings {
-    /// A payment is first polled this long after creation.
-    pub first_after: Duration,
-    /// How often the reconciler looks for due work.
-    pub tick: Duration,
-    /// A pending operation nobody touched for this long is re-sent.
-    pub resend_after: Duration,
-}
-
-impl Default for ReconcileSettings {
-    fn default() -> Self {
-        Self {
-            first_after: Duration::from_secs(5),
-            tick: Duration::from_secs(1),
-            resend_after: Duration::from_secs(10),
-        }
-    }
-}
 
 /// How long until a payment of this age is polled again.
 fn interval_for(age: Duration) -> Duration {
@@ -51,7 +31,7 @@ fn interval_for(age: Duration) -> Duration {
 
 impl Payments {
     /// Runs until `stop`. Resolves unfinished operations at once (crash recovery), then polls.
-    pub async fn run_reconciler(self, settings: ReconcileSettings, stop: CancellationToken) {
+    pub async fn run_reconciler(self, settings: config::Reconcile, stop: CancellationToken) {
         self.resolve_pending_operations(Duration::ZERO).await;
         let mut tick = tokio::time::interval(settings.tick);
         let mut last_resend = Instant::now();

@@ -51,3 +51,42 @@ impl Store {
         Ok(claimed)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use crate::test_support;
+
+    #[tokio::test]
+    async fn only_one_poller_claims_a_payment() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = test_support::fresh_store(&dir).await;
+        let payment = test_support::payment("poll-claim-0001");
+        {
+            let w = store.begin_write().await.unwrap();
+            super::super::payments::insert(&w.txn, &payment)
+                .await
+                .unwrap();
+            super::super::payments::update(&w.txn, &payment, true)
+                .await
+                .unwrap();
+            w.txn.commit().await.unwrap();
+        }
+        let due = store.due_polls(0, 10).await.unwrap();
+        let mine = due
+            .iter()
+            .find(|d| d.reference == "poll-claim-0001")
+            .expect("due");
+        let until = chrono::Utc::now().timestamp_millis() + 60_000;
+        assert!(store.claim_poll(mine, until).await.unwrap());
+        assert!(
+            !store.claim_poll(mine, until).await.unwrap(),
+            "the second claimant loses"
+        );
+        assert!(
+            store.due_polls(0, 10).await.unwrap().is_empty(),
+            "claimed: not due"
+        );
+        store.close().await;
+    }
+}

@@ -3,7 +3,6 @@
 
 use std::error::Error as _;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -16,8 +15,8 @@ use url::Url;
 use super::config::VippsConfig;
 use super::error::{redact_digits, Problem, VippsError};
 use super::retry::{parse_retry_after, Budget};
-use super::secret::Secret;
 use super::token::{parse_token_response, FetchedToken, TokenCache};
+use crate::config::Secret;
 
 /// Bodies beyond this are not read: a hostile or broken upstream cannot exhaust memory.
 /// Real answers are a few KiB (a list of QR codes is the largest).
@@ -39,17 +38,6 @@ pub(crate) struct Inner {
     client_secret: HeaderValue,
     /// Visible to the tests, which seed it.
     pub(super) token: TokenCache,
-    token_refreshes: AtomicU64,
-    retries: AtomicU64,
-}
-
-/// Counters for metrics and tests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ClientStats {
-    /// Access tokens obtained from `/accesstoken/get`.
-    pub token_refreshes: u64,
-    /// Requests sent again after a failed attempt (transient failure or 401), token calls included.
-    pub retries: u64,
 }
 
 impl fmt::Debug for VippsClient {
@@ -169,18 +157,8 @@ impl VippsClient {
                 client_id,
                 client_secret,
                 token: TokenCache::default(),
-                token_refreshes: AtomicU64::new(0),
-                retries: AtomicU64::new(0),
             }),
         })
-    }
-
-    /// Counters for metrics and tests.
-    pub fn stats(&self) -> ClientStats {
-        ClientStats {
-            token_refreshes: self.inner.token_refreshes.load(Ordering::Relaxed),
-            retries: self.inner.retries.load(Ordering::Relaxed),
-        }
     }
 
     /// Runs `call`: token, headers, retries, and one token refresh on 401. Returns the status
@@ -238,7 +216,6 @@ impl VippsClient {
                 refreshed = true;
                 self.inner.token.invalidate(&token).await;
                 token = self.access_token().await?;
-                self.inner.retries.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("paygate_vipps_retries_total").increment(1);
                 continue;
             }
@@ -306,7 +283,6 @@ impl VippsClient {
                 status: Some(status),
                 message,
             })?;
-        self.inner.token_refreshes.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("paygate_vipps_token_refreshes_total").increment(1);
         Ok(fetched)
     }
@@ -419,7 +395,6 @@ impl VippsClient {
             };
             match budget.next_delay(retry_after) {
                 Some(delay) => {
-                    self.inner.retries.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!("paygate_vipps_retries_total").increment(1);
                     tokio::time::sleep(delay).await;
                 }

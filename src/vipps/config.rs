@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::secret::Secret;
+use crate::config::{self, Secret};
 
 /// How long and how often a call is retried after a transient failure
 /// (connect error, timeout, 429, 5xx).
@@ -74,5 +74,37 @@ impl VippsConfig {
             request_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
         }
+    }
+}
+
+impl VippsConfig {
+    /// The client for the real Vipps API, with the configured time limits.
+    pub fn remote(remote: &config::RemoteVipps, limits: &config::Vipps) -> Self {
+        Self::new(
+            remote.base_url.clone(),
+            remote.client_id.clone(),
+            remote.client_secret.clone(),
+            remote.subscription_key.clone(),
+            remote.msn.clone(),
+        )
+        .with_limits(limits)
+    }
+
+    /// The client for an emulator at `base_url` (it accepts any credentials).
+    pub fn emulator(base_url: Url, limits: &config::Vipps) -> Self {
+        Self::new(
+            base_url,
+            "paygate-emulator",
+            Secret::new("emulator-secret"),
+            Secret::new("emulator-subscription-key"),
+            "123456",
+        )
+        .with_limits(limits)
+    }
+
+    fn with_limits(mut self, limits: &config::Vipps) -> Self {
+        self.request_timeout = limits.timeout;
+        self.retry.max_elapsed = limits.retry_budget;
+        self
     }
 }

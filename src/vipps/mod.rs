@@ -11,15 +11,13 @@ mod config;
 mod error;
 pub mod models;
 mod retry;
-mod secret;
 mod token;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (STYLE.md)
 mod tests;
 
-pub use client::{ClientStats, VippsClient};
+pub use client::VippsClient;
 pub use config::{RetryPolicy, VippsConfig};
 pub use error::{Problem, VippsError};
 pub use models::QrFormat;
-pub use secret::Secret;

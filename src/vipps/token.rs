@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::error::VippsError;
-use super::secret::Secret;
+use crate::config::Secret;
 
 /// Used when the answer carries neither `expires_in` nor `expires_on`: short, so a wrong guess
 /// costs one extra token call, and a 401 forces a refresh anyway.

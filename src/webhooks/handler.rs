@@ -3,11 +3,6 @@
 //! The answer is 2xx only after the event is durably committed: Vipps retries anything else for
 //! up to 7 days, so a crash before the commit loses nothing.
 
-use std::sync::{
-    atomic::{AtomicU64, Ordering},
-    Arc,
-};
-
 use axum::{
     body::Bytes,
     extract::{rejection::BytesRejection, State},
@@ -24,14 +19,6 @@ use crate::{
     vipps::models,
 };
 
-/// Per-instance counts of stored and duplicate webhooks (the benchmark reads them; Prometheus
-/// counters are process-wide, so they cannot tell two instances in one process apart).
-#[derive(Debug, Default)]
-pub struct WebhookStats {
-    pub accepted: AtomicU64,
-    pub duplicate: AtomicU64,
-}
-
 fn reject(reason: &'static str) {
     metrics::counter!("paygate_webhooks_rejected_total", "reason" => reason).increment(1);
 }
@@ -41,7 +28,6 @@ fn reject(reason: &'static str) {
 pub struct WebhookIngest {
     pub verifier: Verifier,
     pub log: EventLog,
-    pub stats: Arc<WebhookStats>,
 }
 
 type Answer = (StatusCode, &'static str);
@@ -92,12 +78,10 @@ pub async fn receive(
         };
         match ingest.log.commit(change).await {
             Ok(result) if result.appended.is_empty() => {
-                ingest.stats.duplicate.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("paygate_webhooks_duplicate_total").increment(1);
                 (StatusCode::OK, "duplicate")
             }
             Ok(result) => {
-                ingest.stats.accepted.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("paygate_webhooks_accepted_total").increment(1);
                 if result.payment.is_none() {
                     tracing::info!("webhook for a payment paygate does not know; stored");

@@ -3,9 +3,8 @@
 
 mod handler;
 mod registration;
-pub mod signature;
 mod verifier;
 
-pub use handler::{receive, WebhookIngest, WebhookStats};
-pub use registration::{ensure_registered, EPAYMENT_EVENTS};
+pub use handler::{receive, WebhookIngest};
+pub use registration::{ensure_registered, keep_registered, EPAYMENT_EVENTS};
 pub use verifier::{Verifier, VerifyError};

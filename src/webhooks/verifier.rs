@@ -8,7 +8,7 @@ use std::{
 use chrono::{DateTime, Utc};
 use url::Url;
 
-use super::signature;
+use vipps_signature as signature;
 
 /// Why a webhook was not accepted as authentic.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use paygate::{
     app::Application,
     config::Config,
-    emulator::{Emulator, Fault},
     grpc::proto::{self, payment_service_client::PaymentServiceClient},
 };
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
+use vipps_emulator::{Emulator, Fault};
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -284,8 +284,7 @@ impl TestApp {
     ) -> reqwest::StatusCode {
         let url = url::Url::parse(&format!("{}/webhooks/vipps", self.http_url)).unwrap();
         let host = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
-        let signed =
-            paygate::webhooks::signature::sign(secret, url.path(), &host, date, body.as_bytes());
+        let signed = vipps_signature::sign(secret, url.path(), &host, date, body.as_bytes());
         self.http
             .post(url)
             .header("x-ms-date", date)

@@ -7,7 +7,6 @@ mod idempotency;
 mod lifecycle;
 mod ops;
 mod reconcile;
-mod registration;
 mod soak;
 mod streams;
 mod taxi;

@@ -1,6 +1,7 @@
 //! Webhooks are not relied on alone: the reconciler polls, and unfinished operations settle.
 
-use paygate::{emulator::WebhookFaults, grpc::proto::PaymentEventName, store::Store};
+use paygate::grpc::proto::PaymentEventName;
+use vipps_emulator::WebhookFaults;
 
 use crate::helpers::*;
 
@@ -94,27 +95,4 @@ async fn an_abandoned_operation_settles_without_the_caller() {
     assert_eq!(totals(&p).1, 5000);
     assert_eq!(app.effects(&reference, "capture").len(), 1);
     app.stop().await;
-}
-
-#[tokio::test]
-async fn only_one_poller_claims_a_payment() {
-    let mut app = spawn_app_with(&[("PAYGATE_RECONCILE_FIRST_MS", "600000")]).await;
-    let reference = app.create_push(10000).await.reference;
-    let url = app.database_url.clone();
-    let dir = app.stop().await;
-    let store = Store::connect(&url).await.unwrap();
-    let due = store.due_polls(0, 10).await.unwrap();
-    let mine = due.iter().find(|d| d.reference == reference).expect("due");
-    let until = chrono::Utc::now().timestamp_millis() + 60_000;
-    assert!(store.claim_poll(mine, until).await.unwrap());
-    assert!(
-        !store.claim_poll(mine, until).await.unwrap(),
-        "the second claimant loses"
-    );
-    assert!(
-        store.due_polls(0, 10).await.unwrap().is_empty(),
-        "claimed: not due"
-    );
-    store.close().await;
-    drop(dir);
 }

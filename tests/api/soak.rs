@@ -5,15 +5,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures::StreamExt as _;
-use paygate::{
-    emulator::{Emulator, WebhookFaults},
-    grpc::proto::{
-        self, payment_service_client::PaymentServiceClient, stream_payment_events_response::Kind,
-        PaymentEventName, PaymentState,
-    },
+use paygate::grpc::proto::{
+    self, payment_service_client::PaymentServiceClient, stream_payment_events_response::Kind,
+    PaymentEventName, PaymentState,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tonic::{transport::Channel, Code};
+use vipps_emulator::{Emulator, WebhookFaults};
 
 use crate::helpers::*;
 

@@ -53,7 +53,7 @@ async fn forged_stale_and_malformed_webhooks_are_refused_and_nothing_is_stored()
     // Tampered body with the original signature, and a tampered signature.
     let host = url::Url::parse(&url).unwrap();
     let host = format!("{}:{}", host.host_str().unwrap(), host.port().unwrap());
-    let signed = paygate::webhooks::signature::sign(
+    let signed = vipps_signature::sign(
         WEBHOOK_SECRET,
         "/webhooks/vipps",
         &host,
@@ -120,13 +120,7 @@ async fn x_vipps_authorization_is_accepted_when_authorization_is_stripped() {
     let now = http_date(chrono::Utc::now());
     let url = url::Url::parse(&format!("{}/webhooks/vipps", app.http_url)).unwrap();
     let host = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
-    let signed = paygate::webhooks::signature::sign(
-        WEBHOOK_SECRET,
-        url.path(),
-        &host,
-        &now,
-        body.as_bytes(),
-    );
+    let signed = vipps_signature::sign(WEBHOOK_SECRET, url.path(), &host, &now, body.as_bytes());
     let r = app
         .http()
         .post(url)

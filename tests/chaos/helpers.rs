@@ -11,13 +11,13 @@ use std::{collections::HashMap, net::SocketAddr};
 use paygate::{
     app::Application,
     config::Config,
-    emulator::{Emulator, EmulatorConfig, Fault, RunningEmulator},
     grpc::proto::{self, payment_service_client::PaymentServiceClient},
 };
 use prost::bytes::{Buf, BufMut};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
+use vipps_emulator::{Emulator, EmulatorConfig, Fault, RunningEmulator};
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -130,7 +130,7 @@ pub async fn spawn_on(
         values.insert((*k).to_owned(), (*v).to_owned());
     }
     let config = Config::from_values(&values).expect("valid test config");
-    let public = config.webhook_public_url.clone();
+    let public = config.webhooks.public_url.clone();
     let app = Application::build(config).await.expect("app builds");
     let grpc_addr = app.grpc_addr();
     let http_url = format!("http://{}", app.http_addr());
@@ -337,12 +337,7 @@ impl TestApp {
             .status()
     }
 
-    pub fn sign(
-        &self,
-        secret: &str,
-        body: &[u8],
-        date: &str,
-    ) -> paygate::webhooks::signature::SignedHeaders {
+    pub fn sign(&self, secret: &str, body: &[u8], date: &str) -> vipps_signature::SignedHeaders {
         let url = &self.webhook_url;
         let host = match url.port() {
             Some(port) => format!("{}:{port}", url.host_str().unwrap()),
@@ -353,7 +348,7 @@ impl TestApp {
             path.push('?');
             path.push_str(q);
         }
-        paygate::webhooks::signature::sign(secret, &path, &host, date, body)
+        vipps_signature::sign(secret, &path, &host, date, body)
     }
 
     /// Posts a webhook signed with the test secret, dated now.

@@ -6,12 +6,10 @@
 
 use std::time::Duration;
 
-use paygate::{
-    emulator::{RunningEmulator, WebhookFaults},
-    grpc::proto::{self, PaymentEventName, PaymentState},
-};
+use paygate::grpc::proto::{self, PaymentEventName, PaymentState};
 use reqwest::StatusCode;
 use tonic::Code;
+use vipps_emulator::{RunningEmulator, WebhookFaults};
 
 use crate::{
     helpers::*,

@@ -1,0 +1,100 @@
+//! The gRPC server: health, reflection and paygate's three services behind caller auth, with
+//! the configured limits, optional (mutual) TLS, and the metrics layer.
+
+use std::future::Future;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
+
+use super::{proto, CustomerApi, MerchantQrApi, PaymentApi, StreamSettings};
+use crate::{
+    auth::Authenticator, config, health::Readiness, payments::Payments, qr::MerchantQrs, telemetry,
+};
+
+/// What the gRPC server serves.
+pub struct Services {
+    pub payments: Payments,
+    pub qrs: MerchantQrs,
+    pub auth: Authenticator,
+    /// What gRPC health reports (SERVING only when ready).
+    pub readiness: Readiness,
+    pub streams: StreamSettings,
+}
+
+/// Serves gRPC on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    services: Services,
+    grpc: &config::Grpc,
+    tls: &config::Tls,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building gRPC reflection")?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("building gRPC reflection")?;
+    let (reporter, health) = tonic_health::server::health_reporter();
+    crate::health::register(&reporter).await;
+    tokio::spawn(
+        services
+            .readiness
+            .report(reporter, services.streams.shutdown.clone()),
+    );
+    let max = grpc.max_message_bytes as usize;
+    let auth = services.auth;
+    let payments = PaymentApi::new(services.payments.clone(), services.streams)
+        .into_server()
+        .max_decoding_message_size(max);
+    let customers = CustomerApi::new(services.payments)
+        .into_server()
+        .max_decoding_message_size(max);
+    let qrs = MerchantQrApi::new(services.qrs)
+        .into_server()
+        .max_decoding_message_size(max);
+    let mut builder = tonic::transport::Server::builder()
+        .timeout(grpc.request_timeout)
+        .concurrency_limit_per_connection(grpc.concurrency_limit as usize)
+        .max_concurrent_streams(Some(grpc.max_concurrent_streams));
+    if let Some(tls) = tls_config(tls)? {
+        builder = builder.tls_config(tls).context("gRPC TLS")?;
+    }
+    // Health and reflection stay open (probes and grpcurl); the API needs a caller.
+    builder
+        .layer(telemetry::prometheus::GrpcMetricsLayer)
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(InterceptedService::new(payments, auth.clone()))
+        .add_service(InterceptedService::new(customers, auth.clone()))
+        .add_service(InterceptedService::new(qrs, auth))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+        .context("gRPC server")
+}
+
+/// Server TLS from PEM files; with a client CA, clients must present a certificate it signed.
+fn tls_config(tls: &config::Tls) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let (Some(cert), Some(key)) = (&tls.cert, &tls.key) else {
+        return Ok(None);
+    };
+    let read = |key: &str, path: &str| {
+        std::fs::read(path)
+            .with_context(|| format!("invalid configuration: {key}: cannot read {path}"))
+    };
+    let identity = Identity::from_pem(
+        read("PAYGATE_TLS_CERT", cert)?,
+        read("PAYGATE_TLS_KEY", key)?,
+    );
+    let mut config = ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &tls.client_ca {
+        config = config.client_ca_root(Certificate::from_pem(read("PAYGATE_TLS_CLIENT_CA", ca)?));
+    }
+    Ok(Some(config))
+}
