@@ -215,6 +215,16 @@ impl Application {
     }
 }
 
+/// Applies pending database migrations (`paygate migrate`; `build` does it too).
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let store = Store::connect(&config.database.url)
+        .await
+        .context("connecting to DATABASE_URL")?;
+    store.migrate().await.context("migrating the database")?;
+    store.close().await;
+    Ok(())
+}
+
 /// Starts the built-in emulator (no VIPPS_BASE_URL): local development and tests.
 #[cfg(feature = "emulator")]
 async fn start_emulator(addr: SocketAddr) -> anyhow::Result<vipps_emulator::RunningEmulator> {

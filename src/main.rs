@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use paygate::{app::Application, config::Config, store::Store, telemetry};
+use paygate::{app, app::Application, config::Config, telemetry};
+
+mod tools;
 
 #[derive(Parser)]
 #[command(
@@ -87,7 +89,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", Config::command().render_long_help());
             Ok(())
         }
-        Command::Demo { grpc, emulator } => paygate::tools::demo::run(&grpc, &emulator).await,
+        Command::Demo { grpc, emulator } => tools::demo::run(&grpc, &emulator).await,
         Command::Qr {
             command:
                 QrCommand::Create {
@@ -96,12 +98,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     out,
                     grpc,
                 },
-        } => paygate::tools::qr::create(&grpc, &id, &redirect_url, &out).await,
+        } => tools::qr::create(&grpc, &id, &redirect_url, &out).await,
         Command::Migrate => {
             let config = Config::load(cli.config.as_deref())?;
             let _telemetry = telemetry::init(&config.telemetry)?;
-            let store = Store::connect(&config.database.url).await?;
-            store.migrate().await?;
+            app::migrate(&config).await?;
             tracing::info!("migrations applied");
             Ok(())
         }

@@ -175,6 +175,7 @@ impl World {
                 customer: Some(proto::Customer {
                     phone_number: "4791234567".into(),
                 }),
+                idempotency_key: "crash-test-create".into(),
                 ..Default::default()
             })
             .await

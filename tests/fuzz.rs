@@ -527,7 +527,7 @@ fn webhook_http_path_answers_only_documented_statuses() {
                     value.as_deref().map(str::trim) == Some(real[usize::from(*which)].as_str())
                 }
             };
-            let expected = if body.len() > paygate::http::WEBHOOK_BODY_LIMIT {
+            let expected = if body.len() > paygate::WEBHOOK_BODY_LIMIT {
                 413
             } else if !authentic {
                 401

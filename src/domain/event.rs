@@ -106,6 +106,27 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
+    /// The event paygate records for its own successful operation (create, capture, cancel,
+    /// refund), carrying the operation's idempotency key.
+    pub fn own(
+        reference: &str,
+        name: EventName,
+        amount: Money,
+        psp_reference: &str,
+        idempotency_key: &str,
+    ) -> Self {
+        Self {
+            reference: reference.to_owned(),
+            psp_reference: psp_reference.to_owned(),
+            name,
+            amount,
+            timestamp: Utc::now(),
+            idempotency_key: Some(idempotency_key.to_owned()),
+            success: true,
+            source: EventSource::Operation,
+        }
+    }
+
     /// The identity of the event, the same whichever source reported it.
     ///
     /// Once-only events are identified by payment and name. Captures and refunds repeat, so they

@@ -63,10 +63,6 @@ impl Money {
         Self { currency, value }
     }
 
-    pub fn zero(currency: Currency) -> Self {
-        Self { currency, value: 0 }
-    }
-
     /// Parses a caller's amount for a payment or a modification: known currency, 1..=MAX_VALUE.
     /// `field` names the request field in the error.
     pub fn parse(field: &str, currency: &str, value: i64) -> Result<Self, super::FieldViolation> {

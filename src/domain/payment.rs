@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{EventName, Money, NewEvent, PaymentState, PhoneNumber, Reference};
+use super::{CustomerProfile, EventName, Money, NewEvent, PaymentState, PhoneNumber, Reference};
 
 /// How the customer is brought to approve the payment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -87,6 +87,26 @@ impl Aggregate {
     }
 }
 
+/// Vipps' own view of a payment (GET payment, or a modification's answer).
+#[derive(Debug, Clone)]
+pub struct RemoteView {
+    pub state: PaymentState,
+    pub aggregate: Aggregate,
+    pub psp_reference: String,
+    pub redirect_url: Option<String>,
+    pub profile_sub: Option<String>,
+}
+
+/// What fetching a payment's shared profile came to.
+#[derive(Debug, Clone)]
+pub enum ProfileOutcome {
+    Shared {
+        phone_number: PhoneNumber,
+        sub: String,
+    },
+    Failed(String),
+}
+
 /// A payment as paygate knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payment {
@@ -146,15 +166,37 @@ impl Payment {
     }
 
     /// Merges Vipps' own view (GET payment or a modification answer) into ours, never backwards.
-    pub fn merge_remote(&mut self, state: PaymentState, aggregate: Aggregate, psp_reference: &str) {
-        if self.state.can_become(state) {
-            self.state = state;
+    pub fn merge_remote(&mut self, remote: &RemoteView) {
+        if self.state.can_become(remote.state) {
+            self.state = remote.state;
         }
-        self.aggregate = self.aggregate.merge(aggregate);
-        if !psp_reference.is_empty() {
-            self.psp_reference = psp_reference.to_owned();
+        self.aggregate = self.aggregate.merge(remote.aggregate);
+        if !remote.psp_reference.is_empty() {
+            self.psp_reference.clone_from(&remote.psp_reference);
+        }
+        if remote.redirect_url.is_some() {
+            self.redirect_url.clone_from(&remote.redirect_url);
+        }
+        if remote.profile_sub.is_some() {
+            self.profile_sub.clone_from(&remote.profile_sub);
         }
         self.update_time = Utc::now();
+    }
+
+    /// Records a fetched profile. Returns the customer to remember when the customer shared
+    /// their number and the payment names a customer key.
+    pub fn take_profile(&mut self, outcome: &ProfileOutcome) -> Option<CustomerProfile> {
+        let ProfileOutcome::Shared { phone_number, sub } = outcome else {
+            return None;
+        };
+        self.phone_number = Some(phone_number.clone());
+        self.profile_sub = Some(sub.clone());
+        self.customer_key.as_ref().map(|key| CustomerProfile {
+            customer_key: key.clone(),
+            phone_number: phone_number.clone(),
+            profile_sub: Some(sub.clone()),
+            shared_time: Utc::now(),
+        })
     }
 }
 
@@ -162,6 +204,16 @@ impl Payment {
 mod tests {
     use super::*;
     use crate::domain::{Currency, EventSource};
+
+    fn view(state: PaymentState, aggregate: Aggregate, psp_reference: &str) -> RemoteView {
+        RemoteView {
+            state,
+            aggregate,
+            psp_reference: psp_reference.into(),
+            redirect_url: None,
+            profile_sub: None,
+        }
+    }
 
     fn payment() -> Payment {
         Payment {
@@ -219,7 +271,7 @@ mod tests {
     fn log_sums_and_remote_views_never_double_count() {
         // Vipps says 500 captured (an earlier capture paygate has not seen yet, plus ours of 200).
         let mut p = payment();
-        p.merge_remote(
+        p.merge_remote(&view(
             PaymentState::Authorized,
             Aggregate {
                 authorized: 1000,
@@ -227,7 +279,7 @@ mod tests {
                 ..Default::default()
             },
             "",
-        );
+        ));
         let ours = event(EventName::Captured, 200);
         let mut log = Aggregate::default().with_event(&ours);
         p.apply(&ours, log);
@@ -242,7 +294,7 @@ mod tests {
     #[test]
     fn merge_never_goes_backwards() {
         let mut p = payment();
-        p.merge_remote(
+        p.merge_remote(&view(
             PaymentState::Authorized,
             Aggregate {
                 authorized: 1000,
@@ -250,8 +302,8 @@ mod tests {
                 ..Default::default()
             },
             "2",
-        );
-        p.merge_remote(PaymentState::Created, Aggregate::default(), "");
+        ));
+        p.merge_remote(&view(PaymentState::Created, Aggregate::default(), ""));
         assert_eq!(p.state, PaymentState::Authorized);
         assert_eq!(p.aggregate.captured, 500);
     }

@@ -15,18 +15,18 @@ pub mod stream;
 mod writer;
 
 use tokio::sync::{mpsc, oneshot};
-use writer::Job;
+use writer::WriteJob;
 
 pub use feed::Feed;
 pub use stream::{Filter, StreamItem};
 
-use crate::store::{Change, CommitResult, Start, StartOutcome, Store, StoreError};
+use crate::store::{CommitResult, JournalEntry, Journaled, PaymentChange, Store, StoreError};
 
 /// Writes changes (through the group-commit writer) and feeds subscribers.
 #[derive(Clone)]
 pub struct EventLog {
     store: Store,
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<WriteJob>,
     feed: Feed,
 }
 
@@ -49,20 +49,20 @@ impl EventLog {
     }
 
     /// Commits a change durably (grouped with concurrent ones) and returns what it did.
-    pub async fn commit(&self, change: Change) -> Result<CommitResult, StoreError> {
+    pub async fn commit(&self, change: PaymentChange) -> Result<CommitResult, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Job::Commit(change, reply)).await?;
+        self.send(WriteJob::Commit(change, reply)).await?;
         answer.await.map_err(|_| stopped())?
     }
 
     /// Journals an operation before its upstream call (grouped with concurrent work).
-    pub async fn journal(&self, start: Start) -> Result<StartOutcome, StoreError> {
+    pub async fn journal(&self, entry: JournalEntry) -> Result<Journaled, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Job::Start(start, reply)).await?;
+        self.send(WriteJob::Journal(entry, reply)).await?;
         answer.await.map_err(|_| stopped())?
     }
 
-    async fn send(&self, job: Job) -> Result<(), StoreError> {
+    async fn send(&self, job: WriteJob) -> Result<(), StoreError> {
         self.jobs.send(job).await.map_err(|_| stopped())
     }
 }

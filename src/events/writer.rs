@@ -9,7 +9,7 @@
 use tokio::sync::{mpsc, oneshot};
 
 use super::Feed;
-use crate::store::{Change, CommitResult, Start, StartOutcome, Store, StoreError};
+use crate::store::{CommitResult, JournalEntry, Journaled, PaymentChange, Store, StoreError};
 
 /// Work that may wait for the writer; senders wait when it is full (back-pressure).
 pub const QUEUE: usize = 8192;
@@ -17,12 +17,15 @@ pub const QUEUE: usize = 8192;
 const MAX_BATCH: usize = 512;
 
 /// One unit of work for the writer, with where its answer goes.
-pub enum Job {
-    Commit(Change, oneshot::Sender<Result<CommitResult, StoreError>>),
-    Start(Start, oneshot::Sender<Result<StartOutcome, StoreError>>),
+pub enum WriteJob {
+    Commit(
+        PaymentChange,
+        oneshot::Sender<Result<CommitResult, StoreError>>,
+    ),
+    Journal(JournalEntry, oneshot::Sender<Result<Journaled, StoreError>>),
 }
 
-pub async fn run(store: Store, mut queue: mpsc::Receiver<Job>, feed: Feed) {
+pub async fn run(store: Store, mut queue: mpsc::Receiver<WriteJob>, feed: Feed) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.recv().await {
         batch.push(first);
@@ -32,28 +35,28 @@ pub async fn run(store: Store, mut queue: mpsc::Receiver<Job>, feed: Feed) {
                 Err(_) => break,
             }
         }
-        let (mut starts, mut start_replies, mut changes, mut change_replies) =
+        let (mut entries, mut entry_replies, mut changes, mut change_replies) =
             (vec![], vec![], vec![], vec![]);
         for job in batch.drain(..) {
             match job {
-                Job::Commit(change, reply) => {
+                WriteJob::Commit(change, reply) => {
                     changes.push(change);
                     change_replies.push(reply);
                 }
-                Job::Start(start, reply) => {
-                    starts.push(start);
-                    start_replies.push(reply);
+                WriteJob::Journal(entry, reply) => {
+                    entries.push(entry);
+                    entry_replies.push(reply);
                 }
             }
         }
-        match store.commit_jobs(starts, changes).await {
+        match store.write_batch(entries, changes).await {
             Ok((started, results)) => {
                 for event in results.iter().flat_map(|r| r.appended.iter()) {
                     metrics::counter!("paygate_events_appended_total", "source" => event.event.source.as_str())
                         .increment(1);
                 }
                 feed.offer(results.iter().flat_map(|r| r.appended.iter()));
-                for (reply, outcome) in start_replies.into_iter().zip(started) {
+                for (reply, outcome) in entry_replies.into_iter().zip(started) {
                     let _ = reply.send(outcome);
                 }
                 for (reply, result) in change_replies.into_iter().zip(results) {
@@ -63,7 +66,7 @@ pub async fn run(store: Store, mut queue: mpsc::Receiver<Job>, feed: Feed) {
             Err(e) => {
                 tracing::error!(error = %e, "group commit failed");
                 let why = e.to_string();
-                for reply in start_replies {
+                for reply in entry_replies {
                     let _ = reply.send(Err(StoreError::Unavailable(why.clone())));
                 }
                 for reply in change_replies {

@@ -2,8 +2,8 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{convert, proto, status::to_status};
-use crate::{domain::PaygateError, payments::Payments};
+use super::{convert, proto, status::to_status, validate};
+use crate::payments::Payments;
 
 #[derive(Clone)]
 pub struct CustomerApi {
@@ -20,24 +20,14 @@ impl CustomerApi {
     }
 }
 
-fn key(value: &str) -> Result<&str, Status> {
-    if value.is_empty() || value.chars().count() > 128 {
-        return Err(to_status(PaygateError::invalid(
-            "customer_key",
-            "must be 1 to 128 characters",
-        )));
-    }
-    Ok(value)
-}
-
 #[tonic::async_trait]
 impl proto::customer_service_server::CustomerService for CustomerApi {
     async fn get_customer(
         &self,
         request: Request<proto::GetCustomerRequest>,
     ) -> Result<Response<proto::GetCustomerResponse>, Status> {
-        let key = key(&request.get_ref().customer_key)?;
-        let c = self.payments.customer(key).await.map_err(to_status)?;
+        let key = validate::customer_key(&request.get_ref().customer_key).map_err(to_status)?;
+        let c = self.payments.customer(&key).await.map_err(to_status)?;
         Ok(Response::new(proto::GetCustomerResponse {
             customer: Some(proto::CustomerProfile {
                 customer_key: c.customer_key,
@@ -52,9 +42,9 @@ impl proto::customer_service_server::CustomerService for CustomerApi {
         &self,
         request: Request<proto::DeleteCustomerRequest>,
     ) -> Result<Response<proto::DeleteCustomerResponse>, Status> {
-        let key = key(&request.get_ref().customer_key)?;
+        let key = validate::customer_key(&request.get_ref().customer_key).map_err(to_status)?;
         self.payments
-            .delete_customer(key)
+            .delete_customer(&key)
             .await
             .map_err(to_status)?;
         Ok(Response::new(proto::DeleteCustomerResponse {}))

@@ -1,6 +1,6 @@
 //! The gRPC edge: the only place where protobuf types meet domain types.
 
-pub mod codec;
+pub(crate) mod codec;
 mod convert;
 mod customer_service;
 mod merchant_qr_service;
@@ -10,7 +10,8 @@ mod server;
 mod status;
 mod validate;
 
-pub use customer_service::CustomerApi;
-pub use merchant_qr_service::MerchantQrApi;
-pub use payment_service::{PaymentApi, StreamSettings};
-pub use server::{serve, Services};
+use customer_service::CustomerApi;
+use merchant_qr_service::MerchantQrApi;
+use payment_service::PaymentApi;
+pub(crate) use payment_service::StreamSettings;
+pub(crate) use server::{serve, Services};

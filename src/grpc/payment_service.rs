@@ -113,12 +113,8 @@ impl proto::payment_service_server::PaymentService for PaymentApi {
         let req = request.into_inner();
         let span = span("CancelPayment", &req.reference);
         async move {
-            let (reference, key) = validate::cancel(&req).map_err(to_status)?;
-            let payment = self
-                .payments
-                .cancel(&reference, key)
-                .await
-                .map_err(to_status)?;
+            let command = validate::cancel(&req).map_err(to_status)?;
+            let payment = self.payments.cancel(command).await.map_err(to_status)?;
             Ok(Response::new(proto::CancelPaymentResponse {
                 payment: Some(convert::payment(&payment)),
             }))

@@ -3,15 +3,15 @@
 use chrono::Utc;
 use serde_json::json;
 
-use super::{commands::CreatePayment, errors, upstream, Payments};
+use super::{journal, Payments};
 use crate::{
     domain::{
-        operation::fingerprint, Aggregate, EventName, IdempotencyKey, NewOperation, Operation,
-        OperationKind, OperationStatus, PaygateError, Payment, PaymentState, PhoneNumber,
-        Reference, UserFlow,
+        operation::fingerprint, Aggregate, CreatePayment, CustomerKey, EventName, IdempotencyKey,
+        NewEvent, NewOperation, Operation, OperationKind, PaygateError, Payment, PaymentState,
+        PhoneNumber, Reference, RemoteView, UserFlow,
     },
-    store::{Change, Finish, RemoteView, Start, StartOutcome},
-    vipps::models,
+    store::{JournalEntry, Journaled, PaymentChange, Settlement},
+    vipps::{mapping, models},
 };
 
 impl Payments {
@@ -20,14 +20,14 @@ impl Payments {
         // The fingerprint covers what the caller sent, before paygate fills in defaults.
         let fingerprint = fingerprint(&create_params(&cmd));
         if cmd.user_flow == UserFlow::PushMessage && cmd.phone_number.is_none() {
-            cmd.phone_number = Some(self.known_phone(cmd.customer_key.as_deref()).await?);
+            cmd.phone_number = Some(self.known_phone(cmd.customer_key.as_ref()).await?);
         }
         let reference = cmd.reference.clone().unwrap_or_else(Reference::generate);
         let key = cmd
             .idempotency_key
             .clone()
             .unwrap_or_else(|| IdempotencyKey::from(&reference));
-        let body = vipps_request(&cmd, &reference);
+        let body = mapping::create_request(&cmd, &reference);
         let request = serde_json::to_value(&body)
             .map_err(|e| PaygateError::Internal(format!("encoding the create request: {e}")))?;
         let now = Utc::now();
@@ -39,7 +39,7 @@ impl Payments {
             aggregate: Aggregate::default(),
             user_flow: cmd.user_flow,
             redirect_url: None,
-            customer_key: cmd.customer_key.clone(),
+            customer_key: cmd.customer_key.as_ref().map(|k| k.as_str().to_owned()),
             phone_number: cmd.phone_number.clone(),
             profile_sub: None,
             metadata: cmd.metadata.clone(),
@@ -53,21 +53,14 @@ impl Payments {
             fingerprint: fingerprint.clone(),
             request,
         };
-        let start = Start::Create {
+        let start = JournalEntry::Create {
             payment: Box::new(payment),
             wants_profile: !cmd.profile_scopes.is_empty(),
             op,
         };
         match self.log.journal(start).await? {
-            StartOutcome::Started(op) => self.send_create(op).await,
-            StartOutcome::Existing(op) => {
-                super::modify::check_same_request(&op, &fingerprint)?;
-                match op.status {
-                    OperationStatus::Succeeded => super::modify::replay_payment(&op),
-                    OperationStatus::Rejected => Err(errors::replay_refusal(op.outcome.as_ref())),
-                    OperationStatus::Pending => self.send_create(op).await,
-                }
-            }
+            Journaled::Started(op) => self.send_create(op).await,
+            Journaled::Existing(op) => self.replay(op, &fingerprint).await,
         }
     }
 
@@ -75,15 +68,15 @@ impl Payments {
     pub(super) async fn send_create(&self, op: Operation) -> Result<Payment, PaygateError> {
         let body: models::CreatePaymentRequest = serde_json::from_value(op.request.clone())
             .map_err(|e| PaygateError::Internal(format!("journalled create request: {e}")))?;
-        let amount = upstream::money(&body.amount)?;
+        let amount = mapping::money(&body.amount)?;
         crate::crashpoint::hit("before_upstream");
         let answer = self.vipps.create_payment(&body, &op.idempotency_key).await;
         crate::crashpoint::hit("after_upstream");
         match answer {
             Ok(answer) => {
-                let change = Change {
+                let change = PaymentChange {
                     reference: op.reference.clone(),
-                    events: vec![upstream::own_event(
+                    events: vec![NewEvent::own(
                         &op.reference,
                         EventName::Created,
                         amount,
@@ -98,8 +91,8 @@ impl Payments {
                         profile_sub: None,
                     }),
                     confirm: true,
-                    finish: Some((op.id, Finish::Succeeded)),
-                    ..Change::default()
+                    settle: Some((op.id, Settlement::Succeeded)),
+                    ..PaymentChange::default()
                 };
                 self.log
                     .commit(change)
@@ -107,20 +100,20 @@ impl Payments {
                     .payment
                     .ok_or_else(|| PaygateError::Internal("created payment vanished".into()))
             }
-            Err(e) if errors::definite_refusal(&e) => {
-                let error = errors::from_vipps(&e);
-                let change = Change {
+            Err(e) if e.is_final_refusal() => {
+                let error = mapping::error(&e);
+                let change = PaymentChange {
                     reference: op.reference.clone(),
-                    finish: Some((op.id, Finish::Rejected(errors::stored_refusal(&error)))),
+                    settle: Some((op.id, Settlement::Rejected(journal::stored_refusal(&error)))),
                     discard_payment: true,
-                    ..Change::default()
+                    ..PaymentChange::default()
                 };
                 self.log.commit(change).await?;
                 Err(error)
             }
             Err(e) => {
-                tracing::warn!(reference = %op.reference, error = %e, "create outcome unknown; left pending");
-                Err(errors::from_vipps(&e))
+                tracing::warn!(reference = %op.reference, error = %e, outcome_unknown = e.outcome_unknown(), "create not done; left pending");
+                Err(mapping::error(&e))
             }
         }
     }
@@ -128,7 +121,10 @@ impl Payments {
 
 impl Payments {
     /// The stored phone number of a known customer, for a push without a number.
-    async fn known_phone(&self, customer_key: Option<&str>) -> Result<PhoneNumber, PaygateError> {
+    async fn known_phone(
+        &self,
+        customer_key: Option<&CustomerKey>,
+    ) -> Result<PhoneNumber, PaygateError> {
         let explain = |why: String| {
             PaygateError::invalid(
                 "customer.phone_number",
@@ -139,7 +135,7 @@ impl Payments {
             )
         };
         let key = customer_key.ok_or_else(|| explain("neither is set".into()))?;
-        match self.store().get_customer(key).await? {
+        match self.store().get_customer(key.as_str()).await? {
             Some(c) => Ok(c.phone_number),
             None => Err(explain(format!(
                 "customer_key {key:?} has no stored phone number"
@@ -159,61 +155,7 @@ fn create_params(cmd: &CreatePayment) -> serde_json::Value {
         "receipt": cmd.receipt,
         "returnUrl": cmd.return_url,
         "description": cmd.description,
-        "customerKey": cmd.customer_key,
+        "customerKey": cmd.customer_key.as_ref().map(CustomerKey::as_str),
         "metadata": cmd.metadata,
     })
-}
-
-fn vipps_request(cmd: &CreatePayment, reference: &Reference) -> models::CreatePaymentRequest {
-    models::CreatePaymentRequest {
-        amount: upstream::amount(cmd.amount),
-        payment_method: models::PaymentMethod {
-            kind: "WALLET".into(),
-        },
-        reference: reference.to_string(),
-        user_flow: cmd.user_flow.as_str().into(),
-        customer: cmd.phone_number.as_ref().map(|p| models::Customer {
-            phone_number: p.expose().to_owned(),
-        }),
-        return_url: cmd.return_url.clone(),
-        payment_description: cmd.description.clone(),
-        profile: (!cmd.profile_scopes.is_empty()).then(|| models::ProfileRequest {
-            scope: cmd.profile_scopes.join(" "),
-        }),
-        receipt: cmd.receipt.as_ref().map(receipt),
-        metadata: (!cmd.metadata.is_empty()).then(|| cmd.metadata.clone()),
-        customer_interaction: None,
-    }
-}
-
-fn receipt(r: &crate::domain::Receipt) -> models::Receipt {
-    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
-    models::Receipt {
-        order_lines: r
-            .order_lines
-            .iter()
-            .map(|l| models::OrderLine {
-                name: l.name.clone(),
-                id: l.id.clone(),
-                total_amount: l.total_amount,
-                total_amount_excluding_tax: l.total_amount_excluding_tax,
-                total_tax_amount: l.total_tax_amount,
-                tax_percentage: l.tax_percentage,
-                unit_info: l.unit_info.as_ref().map(|u| models::UnitInfo {
-                    unit_price: Some(u.unit_price),
-                    quantity: u.quantity.clone(),
-                    quantity_unit: non_empty(&u.quantity_unit),
-                }),
-                discount: (l.discount != 0).then_some(l.discount),
-                is_return: l.is_return.then_some(true),
-                is_shipping: l.is_shipping.then_some(true),
-            })
-            .collect(),
-        bottom_line: models::BottomLine {
-            currency: r.bottom_line.currency.clone(),
-            tip_amount: (r.bottom_line.tip_amount != 0).then_some(r.bottom_line.tip_amount),
-            pos_id: non_empty(&r.bottom_line.pos_id),
-            receipt_number: non_empty(&r.bottom_line.receipt_number),
-        },
-    }
 }

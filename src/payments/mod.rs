@@ -6,24 +6,15 @@
 //! A retry with the same key replays the stored outcome, or re-sends the journalled request
 //! unchanged when the first outcome is unknown.
 
-mod commands;
 mod create;
 mod customers;
-mod errors;
+mod journal;
 mod modify;
 mod profile;
 mod reconcile;
 mod refresh;
-pub(crate) mod upstream;
 
 use crate::{events::EventLog, store::Store, vipps::VippsClient};
-
-pub use commands::{CaptureOrRefund, CreatePayment};
-
-/// The service error for a Vipps failure (shared with the QR service).
-pub fn upstream_error(e: &crate::vipps::VippsError) -> crate::domain::PaygateError {
-    errors::from_vipps(e)
-}
 
 /// The payment service.
 #[derive(Clone)]

@@ -2,14 +2,15 @@
 
 use serde_json::json;
 
-use super::{commands::CaptureOrRefund, errors, upstream, Payments};
+use super::{journal, Payments};
 use crate::{
     domain::{
-        operation::fingerprint, EventName, IdempotencyKey, Money, NewOperation, Operation,
-        OperationKind, OperationStatus, PaygateError, Payment, PaymentState, Reference,
+        operation::fingerprint, Cancel, CaptureOrRefund, EventName, IdempotencyKey, Money,
+        NewEvent, NewOperation, Operation, OperationKind, PaygateError, Payment, PaymentState,
+        Reference,
     },
-    store::{Change, Finish, Start, StartOutcome},
-    vipps::models,
+    store::{JournalEntry, Journaled, PaymentChange, Settlement},
+    vipps::{mapping, models},
 };
 
 impl Payments {
@@ -37,13 +38,11 @@ impl Payments {
 
     /// Cancels: before authorization the payment ends (TERMINATED); after it, what was not
     /// captured is released (CANCELLED). The key defaults to the reference.
-    pub async fn cancel(
-        &self,
-        reference: &Reference,
-        key: Option<IdempotencyKey>,
-    ) -> Result<Payment, PaygateError> {
-        let key = key.unwrap_or_else(|| IdempotencyKey::from(reference));
-        self.modify(OperationKind::Cancel, reference, None, &key)
+    pub async fn cancel(&self, cmd: Cancel) -> Result<Payment, PaygateError> {
+        let key = cmd
+            .idempotency_key
+            .unwrap_or_else(|| IdempotencyKey::from(&cmd.reference));
+        self.modify(OperationKind::Cancel, &cmd.reference, None, &key)
             .await
     }
 
@@ -65,10 +64,10 @@ impl Payments {
         {
             return self.replay(op, &fingerprint).await;
         }
-        let payment = self.current(reference).await?;
+        let payment = self.get(reference).await?;
         let resolved = plan(kind, &payment, amount)?;
         let request = match resolved {
-            Some(amount) => json!({ "modificationAmount": upstream::amount(amount) }),
+            Some(amount) => json!({ "modificationAmount": mapping::amount(amount) }),
             None => json!({}),
         };
         let op = NewOperation {
@@ -78,21 +77,9 @@ impl Payments {
             fingerprint: fingerprint.clone(),
             request,
         };
-        match self.log.journal(Start::Operation(op)).await? {
-            StartOutcome::Started(op) => self.send_modification(op).await,
-            StartOutcome::Existing(op) => self.replay(op, &fingerprint).await,
-        }
-    }
-
-    async fn replay(&self, op: Operation, fingerprint: &str) -> Result<Payment, PaygateError> {
-        check_same_request(&op, fingerprint)?;
-        match op.status {
-            OperationStatus::Succeeded => replay_payment(&op),
-            OperationStatus::Rejected => Err(errors::replay_refusal(op.outcome.as_ref())),
-            OperationStatus::Pending if op.kind == OperationKind::Create => {
-                self.send_create(op).await
-            }
-            OperationStatus::Pending => self.send_modification(op).await,
+        match self.log.journal(JournalEntry::Operation(op)).await? {
+            Journaled::Started(op) => self.send_modification(op).await,
+            Journaled::Existing(op) => self.replay(op, &fingerprint).await,
         }
     }
 
@@ -125,30 +112,32 @@ impl Payments {
         crate::crashpoint::hit("after_upstream");
         match answer {
             Ok(answer) => {
-                let view = upstream::view_of_modification(&answer)?;
-                let (name, moved) = match op.kind {
-                    OperationKind::Capture => (EventName::Captured, amount),
-                    OperationKind::Refund => (EventName::Refunded, amount),
+                let view = mapping::view_of_modification(&answer)?;
+                // The journalled amount is in the payment's currency (checked before it was
+                // journalled); only its value travels back.
+                let currency = before.amount.currency;
+                let (name, moved) = match (op.kind, &amount) {
+                    (OperationKind::Capture, Some(a)) => {
+                        (EventName::Captured, Money::new(currency, a.value))
+                    }
+                    (OperationKind::Refund, Some(a)) => {
+                        (EventName::Refunded, Money::new(currency, a.value))
+                    }
                     _ if view.state == PaymentState::Terminated => {
-                        (EventName::Terminated, Some(upstream::amount(before.amount)))
+                        (EventName::Terminated, before.amount)
                     }
                     _ => {
                         let released = view.aggregate.cancelled - before.aggregate.cancelled;
-                        let released = Money::new(before.amount.currency, released.max(0));
-                        (EventName::Cancelled, Some(upstream::amount(released)))
+                        (EventName::Cancelled, Money::new(currency, released.max(0)))
                     }
                 };
-                let moved = match moved {
-                    Some(a) => upstream::money(&a)?,
-                    None => before.amount,
-                };
-                let event = upstream::own_event(reference, name, moved, &answer.psp_reference, key);
-                let change = Change {
+                let event = NewEvent::own(reference, name, moved, &answer.psp_reference, key);
+                let change = PaymentChange {
                     reference: op.reference.clone(),
                     events: vec![event],
                     remote: Some(view),
-                    finish: Some((op.id, Finish::Succeeded)),
-                    ..Change::default()
+                    settle: Some((op.id, Settlement::Succeeded)),
+                    ..PaymentChange::default()
                 };
                 self.log
                     .commit(change)
@@ -156,43 +145,22 @@ impl Payments {
                     .payment
                     .ok_or_else(|| PaygateError::Internal("payment vanished".into()))
             }
-            Err(e) if errors::definite_refusal(&e) => {
-                let error = errors::from_vipps(&e);
-                let change = Change {
+            Err(e) if e.is_final_refusal() => {
+                let error = mapping::error(&e);
+                let change = PaymentChange {
                     reference: op.reference.clone(),
-                    finish: Some((op.id, Finish::Rejected(errors::stored_refusal(&error)))),
-                    ..Change::default()
+                    settle: Some((op.id, Settlement::Rejected(journal::stored_refusal(&error)))),
+                    ..PaymentChange::default()
                 };
                 self.log.commit(change).await?;
                 Err(error)
             }
             Err(e) => {
-                tracing::warn!(reference, operation = op.kind.as_str(), error = %e, "outcome unknown; left pending");
-                Err(errors::from_vipps(&e))
+                tracing::warn!(reference, operation = op.kind.as_str(), error = %e, outcome_unknown = e.outcome_unknown(), "not done; left pending");
+                Err(mapping::error(&e))
             }
         }
     }
-}
-
-/// The same idempotency key with other parameters is a caller bug, never a retry.
-pub(super) fn check_same_request(op: &Operation, fingerprint: &str) -> Result<(), PaygateError> {
-    if op.fingerprint == fingerprint {
-        return Ok(());
-    }
-    Err(PaygateError::FailedPrecondition(format!(
-        "idempotency key {:?} was already used for a different {} request on {}; use a new key for a new request",
-        op.idempotency_key,
-        op.kind.as_str(),
-        op.reference
-    )))
-}
-
-/// The payment as the first successful call returned it.
-pub(super) fn replay_payment(op: &Operation) -> Result<Payment, PaygateError> {
-    op.outcome
-        .clone()
-        .and_then(|o| serde_json::from_value::<Option<Payment>>(o).ok().flatten())
-        .ok_or_else(|| PaygateError::Internal("journalled outcome unreadable".into()))
 }
 
 /// Checks what the payment's state allows and returns the amount to send (None for cancel).

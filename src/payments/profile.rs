@@ -11,10 +11,11 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use super::{errors, Payments};
+use super::Payments;
 use crate::{
-    domain::{EventName, EventSource, NewEvent, PaygateError, PhoneNumber},
-    store::{Change, ProfileOutcome},
+    domain::{EventName, EventSource, NewEvent, PaygateError, PhoneNumber, ProfileOutcome},
+    store::PaymentChange,
+    vipps::mapping,
 };
 
 /// How often leftovers (e.g. after a Userinfo outage) are retried.
@@ -111,10 +112,10 @@ impl Payments {
                     }
                     None => ProfileOutcome::Failed("the customer shared no phone number".into()),
                 },
-                Err(e) if errors::definite_refusal(&e) => {
-                    ProfileOutcome::Failed(format!("Userinfo refused: {}", errors::from_vipps(&e)))
+                Err(e) if e.is_final_refusal() => {
+                    ProfileOutcome::Failed(format!("Userinfo refused: {}", mapping::error(&e)))
                 }
-                Err(e) => return Err(errors::from_vipps(&e)),
+                Err(e) => return Err(mapping::error(&e)),
             },
         };
         let shared = matches!(outcome, ProfileOutcome::Shared { .. });
@@ -136,11 +137,11 @@ impl Payments {
             tracing::warn!(reference, why = %why, "profile sharing failed");
         }
         self.log
-            .commit(Change {
+            .commit(PaymentChange {
                 reference: reference.to_owned(),
                 events,
                 profile: Some(outcome),
-                ..Change::default()
+                ..PaymentChange::default()
             })
             .await?;
         if shared {
@@ -157,7 +158,7 @@ impl Payments {
                 .vipps
                 .get_payment(reference)
                 .await
-                .map_err(|e| errors::from_vipps(&e))?;
+                .map_err(|e| mapping::error(&e))?;
             if let Some(sub) = remote.profile.and_then(|p| p.sub).filter(|s| !s.is_empty()) {
                 return Ok(Some(sub));
             }

@@ -1,17 +1,13 @@
 //! GetPayment and ListPaymentEvents: paygate's view, refreshed from Vipps while not final.
 
-use super::{upstream, Payments};
+use super::Payments;
 use crate::{
     domain::{EventSource, PaygateError, Payment, PaymentEvent, Reference},
-    store::Change,
+    store::PaymentChange,
+    vipps::mapping,
 };
 
 impl Payments {
-    /// The payment, refreshed from Vipps when its state is not final.
-    pub async fn get(&self, reference: &Reference) -> Result<Payment, PaygateError> {
-        self.current(reference).await
-    }
-
     /// The events paygate recorded for one payment, in log order.
     pub async fn events(&self, reference: &Reference) -> Result<Vec<PaymentEvent>, PaygateError> {
         let events = self.store().list_events(reference.as_str()).await?;
@@ -27,8 +23,9 @@ impl Payments {
         Ok(events)
     }
 
-    /// The stored payment, refreshed first if it may still change state.
-    pub(super) async fn current(&self, reference: &Reference) -> Result<Payment, PaygateError> {
+    /// The payment; while it may still change state, refreshed from Vipps first (one GET,
+    /// and the event log when the state moved).
+    pub async fn get(&self, reference: &Reference) -> Result<Payment, PaygateError> {
         let payment = self
             .store()
             .get_payment(reference.as_str())
@@ -54,8 +51,8 @@ impl Payments {
             .vipps
             .get_payment(reference)
             .await
-            .map_err(|e| super::errors::from_vipps(&e))?;
-        let view = upstream::view_of_payment(&remote)?;
+            .map_err(|e| mapping::error(&e))?;
+        let view = mapping::view_of_payment(&remote)?;
         let moved = view.state != payment.state || view.aggregate != payment.aggregate;
         let same =
             |theirs: &Option<String>, ours: &Option<String>| theirs.is_none() || theirs == ours;
@@ -71,19 +68,19 @@ impl Payments {
                 .vipps
                 .get_payment_events(reference)
                 .await
-                .map_err(|e| super::errors::from_vipps(&e))?;
+                .map_err(|e| mapping::error(&e))?;
             log.iter()
-                .map(|e| upstream::event(e, EventSource::Poll))
+                .map(|e| mapping::event(e, EventSource::Poll))
                 .collect::<Result<Vec<_>, _>>()?
         } else {
             Vec::new()
         };
-        let change = Change {
+        let change = PaymentChange {
             reference: reference.to_owned(),
             events,
             remote: Some(view),
             confirm: true,
-            ..Change::default()
+            ..PaymentChange::default()
         };
         Ok(self
             .log

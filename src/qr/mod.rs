@@ -5,8 +5,7 @@ mod render;
 
 use crate::{
     domain::{FieldViolation, PaygateError},
-    payments::upstream_error,
-    vipps::{models, QrFormat, VippsClient},
+    vipps::{mapping, models, QrFormat, VippsClient},
 };
 
 pub use render::{render_png, render_svg};
@@ -83,7 +82,7 @@ impl MerchantQrs {
                 Some(409) => {
                     PaygateError::AlreadyExists(format!("a QR code with id {id:?} already exists"))
                 }
-                _ => upstream_error(&e),
+                _ => mapping::error(&e),
             })
     }
 
@@ -101,7 +100,7 @@ impl MerchantQrs {
             .list_merchant_redirect_qrs(format)
             .await
             .map(|qrs| qrs.into_iter().map(MerchantQr::from).collect())
-            .map_err(|e| upstream_error(&e))
+            .map_err(|e| mapping::error(&e))
     }
 
     pub async fn update(&self, id: &str, redirect_url: &str) -> Result<MerchantQr, PaygateError> {
@@ -158,7 +157,7 @@ impl MerchantQrs {
 fn not_found_or(e: &crate::vipps::VippsError, id: &str) -> PaygateError {
     match e.status() {
         Some(404) => PaygateError::NotFound(format!("no QR code with id {id:?}")),
-        _ => upstream_error(e),
+        _ => mapping::error(e),
     }
 }
 

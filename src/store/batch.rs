@@ -12,12 +12,14 @@ use sea_orm::{
 };
 
 use super::{
+    change::{CommitResult, PaymentChange, Settlement},
     convert,
     entities::{event, payment},
-    events::{Change, CommitResult, Finish, ProfileOutcome},
     now_ms, operations, payments, StoreError,
 };
-use crate::domain::{Aggregate, EventName, NewEvent, OperationStatus, Payment, PaymentEvent};
+use crate::domain::{
+    Aggregate, EventName, NewEvent, OperationStatus, Payment, PaymentEvent, ProfileOutcome,
+};
 
 /// Rows per multi-row INSERT (13 columns: well inside SQLite's and PostgreSQL's parameter limits).
 const INSERT_CHUNK: usize = 500;
@@ -39,7 +41,7 @@ struct Pending {
 
 pub(super) async fn apply<C: ConnectionTrait>(
     db: &C,
-    changes: Vec<Change>,
+    changes: Vec<PaymentChange>,
 ) -> Result<Vec<CommitResult>, StoreError> {
     let references: Vec<String> = changes
         .iter()
@@ -78,17 +80,18 @@ pub(super) async fn apply<C: ConnectionTrait>(
                 w.dirty = true;
             }
             if let Some(remote) = &change.remote {
-                p.merge_remote(remote.state, remote.aggregate, &remote.psp_reference);
-                if remote.redirect_url.is_some() {
-                    p.redirect_url.clone_from(&remote.redirect_url);
-                }
-                if remote.profile_sub.is_some() {
-                    p.profile_sub.clone_from(&remote.profile_sub);
-                }
+                p.merge_remote(remote);
                 w.dirty = true;
             }
             if let Some(outcome) = &change.profile {
-                apply_profile(db, p, outcome).await?;
+                if let Some(customer) = p.take_profile(outcome) {
+                    super::customers::upsert(db, &customer).await?;
+                }
+                let (status, why) = match outcome {
+                    ProfileOutcome::Shared { .. } => ("shared", None),
+                    ProfileOutcome::Failed(why) => ("failed", Some(why.as_str())),
+                };
+                super::customers::set_profile_status(db, &change.reference, status, why).await?;
                 w.dirty = true;
             }
         }
@@ -132,14 +135,14 @@ pub(super) async fn apply<C: ConnectionTrait>(
             }
             w.dirty = false;
         }
-        if let Some((id, finish)) = change.finish {
-            let (status, outcome) = match finish {
-                Finish::Succeeded => (
+        if let Some((id, settlement)) = change.settle {
+            let (status, outcome) = match settlement {
+                Settlement::Succeeded => (
                     OperationStatus::Succeeded,
                     serde_json::to_value(&w.payment)
                         .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 ),
-                Finish::Rejected(why) => (OperationStatus::Rejected, why),
+                Settlement::Rejected(why) => (OperationStatus::Rejected, why),
             };
             operations::finish(db, id, status, &outcome).await?;
         }
@@ -169,27 +172,6 @@ pub(super) async fn apply<C: ConnectionTrait>(
         }
     }
     Ok(results)
-}
-
-async fn apply_profile<C: ConnectionTrait>(
-    db: &C,
-    p: &mut Payment,
-    outcome: &ProfileOutcome,
-) -> Result<(), StoreError> {
-    let reference = p.reference.to_string();
-    match outcome {
-        ProfileOutcome::Shared { phone_number, sub } => {
-            p.phone_number = Some(phone_number.clone());
-            p.profile_sub = Some(sub.clone());
-            if let Some(key) = &p.customer_key {
-                super::customers::upsert(db, key, phone_number, sub).await?;
-            }
-            super::customers::set_profile_status(db, &reference, "shared", None).await
-        }
-        ProfileOutcome::Failed(why) => {
-            super::customers::set_profile_status(db, &reference, "failed", Some(why)).await
-        }
-    }
 }
 
 async fn load_payments<C: ConnectionTrait>(

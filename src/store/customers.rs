@@ -152,15 +152,13 @@ async fn scrub_operations<C: ConnectionTrait>(db: &C, reference: &str) -> Result
 /// Records (or replaces) a customer's shared phone number.
 pub(super) async fn upsert<C: ConnectionTrait>(
     db: &C,
-    key: &str,
-    phone: &PhoneNumber,
-    sub: &str,
+    customer: &CustomerProfile,
 ) -> Result<(), StoreError> {
     let model = customer::ActiveModel {
-        customer_key: Set(key.to_owned()),
-        phone_number: Set(phone.expose().to_owned()),
-        profile_sub: Set(Some(sub.to_owned())),
-        shared_time_ms: Set(super::now_ms()),
+        customer_key: Set(customer.customer_key.clone()),
+        phone_number: Set(customer.phone_number.expose().to_owned()),
+        profile_sub: Set(customer.profile_sub.clone()),
+        shared_time_ms: Set(customer.shared_time.timestamp_millis()),
     };
     customer::Entity::insert(model)
         .on_conflict(

@@ -15,15 +15,17 @@
 //! `begin_write`, and the `.lock` file keeps other processes out.
 
 mod batch;
+mod change;
 mod convert;
 mod customers;
 mod entities;
-mod events;
+mod log;
 mod migration;
 mod operations;
 mod payments;
 mod polling;
 mod webhook_secrets;
+mod write;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
@@ -38,10 +40,10 @@ use sqlx::{
 };
 use tokio::sync::{Mutex, MutexGuard};
 
-pub use events::{Change, CommitResult, Finish, ProfileOutcome, RemoteView};
-pub use operations::{Start, StartOutcome};
+pub use change::{CommitResult, PaymentChange, Settlement};
+pub use operations::{JournalEntry, Journaled};
 pub use polling::DuePoll;
-pub use webhook_secrets::{RegistrationLock, StoredWebhook};
+pub use webhook_secrets::StoredWebhook;
 
 /// The PostgreSQL NOTIFY channel that tells replicas the event log grew (payload: latest sequence).
 pub const NOTIFY_CHANNEL: &str = "paygate_events";
@@ -157,10 +159,6 @@ impl Store {
         Ok(())
     }
 
-    pub fn backend(&self) -> DbBackend {
-        self.backend
-    }
-
     /// The PostgreSQL pool, for LISTEN (None on SQLite).
     pub fn postgres_pool(&self) -> Option<sqlx::PgPool> {
         match self.backend {
@@ -222,4 +220,21 @@ fn lock_single_writer(db: &std::path::Path) -> Result<Option<std::fs::File>, Sto
 
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+impl From<StoreError> for crate::domain::PaygateError {
+    fn from(e: StoreError) -> Self {
+        use crate::domain::PaygateError;
+        match e {
+            StoreError::ReferenceTaken(r) => PaygateError::AlreadyExists(format!(
+                "reference {r} is already used by another payment request"
+            )),
+            StoreError::SecondWriter(why) => PaygateError::Unavailable(why),
+            StoreError::Corrupt(why) => PaygateError::Internal(format!("stored data: {why}")),
+            StoreError::Db(_) | StoreError::Sqlx(_) | StoreError::Unavailable(_) => {
+                tracing::error!(error = %e, "database failure");
+                PaygateError::Unavailable("the database is unavailable; retry later".into())
+            }
+        }
+    }
 }

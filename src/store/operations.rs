@@ -7,16 +7,16 @@ use crate::domain::{NewOperation, Operation, OperationStatus, Payment};
 
 /// What journalling an operation found.
 #[derive(Debug)]
-pub enum StartOutcome {
+pub enum Journaled {
     /// Newly journalled as pending: send it.
     Started(Operation),
     /// The same idempotency key was journalled before.
     Existing(Operation),
 }
 
-/// A journal entry to start (handed to the group-commit writer, or run on its own).
+/// A journal entry to write before the upstream call (handed to the group-commit writer).
 #[derive(Debug, Clone)]
-pub enum Start {
+pub enum JournalEntry {
     /// A create, with the (not yet confirmed) payment it records.
     Create {
         payment: Box<Payment>,
@@ -29,18 +29,18 @@ pub enum Start {
 
 /// Journals one entry inside an open write transaction. A key seen before returns the earlier
 /// operation; a reference already used by another create key is refused (before any write).
-pub(super) async fn start_in<C: ConnectionTrait>(
+pub(super) async fn journal_in<C: ConnectionTrait>(
     db: &C,
-    start: Start,
-) -> Result<StartOutcome, StoreError> {
-    match start {
-        Start::Create {
+    entry: JournalEntry,
+) -> Result<Journaled, StoreError> {
+    match entry {
+        JournalEntry::Create {
             payment,
             wants_profile,
             op,
         } => {
             if let Some(existing) = find(db, &op).await? {
-                return Ok(StartOutcome::Existing(existing));
+                return Ok(Journaled::Existing(existing));
             }
             if payments::load(db, payment.reference.as_str())
                 .await?
@@ -58,26 +58,18 @@ pub(super) async fn start_in<C: ConnectionTrait>(
                 )
                 .await?;
             }
-            Ok(StartOutcome::Started(insert(db, op).await?))
+            Ok(Journaled::Started(insert(db, op).await?))
         }
-        Start::Operation(op) => {
+        JournalEntry::Operation(op) => {
             if let Some(existing) = find(db, &op).await? {
-                return Ok(StartOutcome::Existing(existing));
+                return Ok(Journaled::Existing(existing));
             }
-            Ok(StartOutcome::Started(insert(db, op).await?))
+            Ok(Journaled::Started(insert(db, op).await?))
         }
     }
 }
 
 impl Store {
-    /// Journals one entry in its own transaction.
-    pub async fn start(&self, start: Start) -> Result<StartOutcome, StoreError> {
-        let w = self.begin_write().await?;
-        let outcome = start_in(&w.txn, start).await?;
-        w.txn.commit().await?;
-        Ok(outcome)
-    }
-
     /// Operations whose outcome is still unknown and that nobody touched for `idle_ms`,
     /// oldest first.
     pub async fn pending_operations(

@@ -6,13 +6,10 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use tokio_stream::StreamExt as _;
 
-use crate::{
-    domain::PhoneNumber,
-    grpc::proto::{
-        self, customer_service_client::CustomerServiceClient,
-        payment_service_client::PaymentServiceClient, stream_payment_events_response::Kind,
-        PaymentEventName,
-    },
+use paygate::grpc::proto::{
+    self, customer_service_client::CustomerServiceClient,
+    payment_service_client::PaymentServiceClient, stream_payment_events_response::Kind,
+    PaymentEventName,
 };
 
 const PHONE: &str = "4791234567";
@@ -23,7 +20,12 @@ fn step(n: u32, text: &str) {
 }
 
 fn masked(phone: &str) -> String {
-    PhoneNumber::parse("phone", phone).map_or_else(|_| "(none)".into(), |p| p.masked())
+    // As paygate's own logs print numbers: country code and the last two digits only.
+    match phone.len() {
+        0 => "(none)".into(),
+        n if n > 4 => format!("{}{}{}", &phone[..2], "*".repeat(n - 4), &phone[n - 2..]),
+        _ => "*".repeat(phone.len()),
+    }
 }
 
 fn nok(minor: i64) -> String {
@@ -75,6 +77,8 @@ pub async fn run(grpc: &str, emulator: &str) -> anyhow::Result<()> {
             }),
             profile_scopes: vec!["phoneNumber".into()],
             payment_description: "Taxi 34: Oslo S - Majorstuen".into(),
+            // The fare system's own ride id: a retry of this call finds the same payment.
+            reference: ride_reference(1),
             customer_key: RIDER.into(),
             receipt: Some(proto::Receipt {
                 order_lines: vec![proto::OrderLine {
@@ -169,6 +173,7 @@ pub async fn run(grpc: &str, emulator: &str) -> anyhow::Result<()> {
             user_flow: proto::UserFlow::PushMessage.into(),
             customer_key: RIDER.into(),
             payment_description: "Taxi 34: Majorstuen - Oslo S".into(),
+            reference: ride_reference(2),
             ..Default::default()
         })
         .await
@@ -254,4 +259,9 @@ async fn wait_for(
         missing.retain(|n| *n != e.name());
     }
     Ok(())
+}
+
+/// A ride id unique per demo run, e.g. `taxi-34-1764512345-1`.
+fn ride_reference(ride: u32) -> String {
+    format!("taxi-34-{}-{ride}", chrono::Utc::now().timestamp())
 }

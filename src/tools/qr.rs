@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 
-use crate::grpc::proto::{self, merchant_qr_service_client::MerchantQrServiceClient};
+use paygate::grpc::proto::{self, merchant_qr_service_client::MerchantQrServiceClient};
 
 /// Creates (or re-points) a merchant-redirect QR code and writes a printable image.
 pub async fn create(grpc: &str, id: &str, redirect_url: &str, out: &str) -> anyhow::Result<()> {

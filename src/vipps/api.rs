@@ -111,24 +111,6 @@ impl VippsClient {
         self.json(call).await
     }
 
-    /// Test environment only: `POST /epayment/v1/test/payments/{reference}/approve`, approving
-    /// as the given test user (MSISDN) or, without one, as the payment's customer.
-    pub async fn force_approve(
-        &self,
-        reference: &str,
-        phone_number: Option<&str>,
-    ) -> Result<(), VippsError> {
-        let segments = ["epayment", "v1", "test", "payments", reference, "approve"];
-        let mut call = Call::new("force_approve", Method::POST, &segments);
-        call.body = Some(json_body(&models::ForceApproveRequest {
-            customer: phone_number.map(|p| models::Customer {
-                phone_number: p.to_owned(),
-            }),
-            token: None,
-        })?);
-        self.execute(call).await.map(drop)
-    }
-
     // --- Webhooks API ---------------------------------------------------------------------
 
     /// `GET /webhooks/v1/webhooks`.

@@ -13,7 +13,7 @@ use reqwest::{Method, StatusCode};
 use url::Url;
 
 use super::config::VippsConfig;
-use super::error::{redact_digits, Problem, VippsError};
+use super::error::{classify, redact_digits, Problem, Refusal, VippsError};
 use super::retry::{parse_retry_after, Budget};
 use super::token::{parse_token_response, FetchedToken, TokenCache};
 use crate::config::Secret;
@@ -86,7 +86,7 @@ impl<'a> Call<'a> {
     }
 }
 
-/// A final answer from Vipps: a 2xx (body possibly unreadable) or a 4xx other than 429.
+/// A final answer from Vipps: a 2xx (body possibly unreadable) or a final 4xx refusal.
 struct Received {
     status: StatusCode,
     /// `Err` only for a 2xx whose body could not be read in full; other bodies may be cut.
@@ -287,7 +287,8 @@ impl VippsClient {
         Ok(fetched)
     }
 
-    /// Sends attempts until a final answer (2xx or 4xx other than 429) or the budget runs out.
+    /// Sends attempts until a final answer (2xx or a final refusal) or the budget runs out;
+    /// 429, transient refusals, 5xx and transport errors are retried while the budget lasts.
     /// Every attempt is built by `build`, so each carries the same headers and body.
     async fn send(
         &self,
@@ -377,12 +378,21 @@ impl VippsClient {
                             }
                             (error, None)
                         }
-                        400..=499 => {
-                            return Ok(Received {
-                                status,
-                                body: Ok(body),
-                                attempt: *attempt,
-                            })
+                        s @ 400..=499 => {
+                            let problem = Problem::from_body(s, &body);
+                            match classify(s, &problem) {
+                                // Not decided: retried with the same key and bytes.
+                                Refusal::Transient => {
+                                    (VippsError::Busy { status: s, problem }, retry_after)
+                                }
+                                Refusal::Final | Refusal::RateLimited => {
+                                    return Ok(Received {
+                                        status,
+                                        body: Ok(body),
+                                        attempt: *attempt,
+                                    })
+                                }
+                            }
                         }
                         s => {
                             return Err(VippsError::Unavailable {

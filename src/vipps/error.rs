@@ -195,13 +195,55 @@ pub(crate) fn redact_digits(s: &str) -> String {
     out
 }
 
+/// What a 4xx from Vipps means for the request. The one place that decides it: the client
+/// retries what is not final, and the payment service stores only final refusals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Decides the request (validation, "Capture amount too high", "Reference not found",
+    /// idempotency conflicts, …): it did not and will not take effect under this key.
+    Final,
+    /// Vipps is busy with this payment: 423 Locked, or the FAQ's "Order processing" (too many
+    /// concurrent requests) and "Cannot cancel pending". Vipps' advice: retry with the same
+    /// Idempotency-Key. An earlier attempt may still be in progress, so the outcome is unknown.
+    Transient,
+    /// 429 Too Many Requests: retry later with the same key.
+    RateLimited,
+}
+
+/// Titles (or details) of refusals that only mean "not now" (REFERENCE.md, ePayment errors).
+const TRANSIENT_TITLES: &[&str] = &["order processing", "cannot cancel pending"];
+
+/// Classifies a 4xx answer by status and problem text (`type` would be more stable, but Vipps
+/// documents only titles for these).
+pub fn classify(status: u16, problem: &Problem) -> Refusal {
+    match status {
+        429 => Refusal::RateLimited,
+        423 => Refusal::Transient,
+        _ => {
+            let says = |text: &str| {
+                let text = text.to_ascii_lowercase();
+                TRANSIENT_TITLES.iter().any(|t| text.contains(t))
+            };
+            if says(&problem.title) || problem.detail.as_deref().is_some_and(says) {
+                Refusal::Transient
+            } else {
+                Refusal::Final
+            }
+        }
+    }
+}
+
 /// Failure of a Vipps call.
 #[derive(Debug, thiserror::Error)]
 pub enum VippsError {
-    /// A definite refusal: 4xx other than 429 (problem+json parsed when possible; other bodies
-    /// kept as detail). Never retried; the request did not take effect.
+    /// A final refusal ([`Refusal::Final`]; problem+json parsed when possible, other bodies kept
+    /// as detail). Never retried; the request did not take effect.
     #[error("Vipps refused the request with HTTP {status}: {problem}")]
     Rejected { status: u16, problem: Problem },
+    /// A transient refusal ([`Refusal::Transient`]) still after retries: not decided, and an
+    /// earlier attempt may still be in progress at Vipps (outcome unknown).
+    #[error("Vipps is still busy with this payment (HTTP {status}): {problem}")]
+    Busy { status: u16, problem: Problem },
     /// 429 still after retries (or a `Retry-After` beyond the time budget). Not taken effect.
     #[error("Vipps rate limit still in force{}", fmt_retry_after(*.retry_after))]
     RateLimited {
@@ -233,25 +275,27 @@ impl VippsError {
     /// True when the request may have taken effect although no success was seen: the caller
     /// must reconcile (GET the payment) rather than assume failure.
     pub fn outcome_unknown(&self) -> bool {
-        matches!(self, Self::Unavailable { .. } | Self::Decode { .. })
+        matches!(
+            self,
+            Self::Unavailable { .. } | Self::Decode { .. } | Self::Busy { .. }
+        )
+    }
+
+    /// Whether Vipps decided the request for good (a final refusal), so the refusal may be
+    /// stored and replayed. 401/403 are about paygate's own credentials, not the request.
+    pub fn is_final_refusal(&self) -> bool {
+        matches!(self, Self::Rejected { status, .. } if !matches!(status, 401 | 403))
     }
 
     /// The HTTP status behind the error, when there was one.
     pub fn status(&self) -> Option<u16> {
         match self {
-            Self::Rejected { status, .. } | Self::Decode { status, .. } => Some(*status),
+            Self::Rejected { status, .. }
+            | Self::Busy { status, .. }
+            | Self::Decode { status, .. } => Some(*status),
             Self::RateLimited { .. } => Some(429),
             Self::Unavailable { status, .. } | Self::Auth { status, .. } => *status,
             Self::Config(_) => None,
-        }
-    }
-
-    /// The problem body, when Vipps sent one.
-    pub fn problem(&self) -> Option<&Problem> {
-        match self {
-            Self::Rejected { problem, .. } => Some(problem),
-            Self::RateLimited { problem, .. } => problem.as_ref(),
-            _ => None,
         }
     }
 }
@@ -322,6 +366,69 @@ mod tests {
             p.to_string(),
             "Invalid phone number: ********67 is not a user; ref 123"
         );
+    }
+
+    /// Every ePayment error title REFERENCE.md lists, and the statuses, classified.
+    #[test]
+    fn refusals_are_classified_in_one_place() {
+        let final_titles = [
+            "Amount too small",
+            "Amount invalid",
+            "Capture amount too high",
+            "Cannot capture before reservation",
+            "Cannot capture a cancelled payment",
+            "Capture period expired",
+            "Capture idempotency conflict",
+            "Cannot cancel a captured payment",
+            "Cannot cancel a non-reserved payment",
+            "Not enough refundable",
+            "Payment already refunded",
+            "Refund idempotency conflict",
+            "Invalid phone number",
+            "Customer not found",
+            "Idempotency error: Reference acme-1 already exists",
+            "Idempotency error: Idempotency-Key k1 already exists",
+            "Reference not found",
+            "Missing required parameter",
+            "Invalid URL",
+            "Skip landing page not allowed",
+            "Long-living payment not allowed",
+            "Invalid scope",
+            "Illegal scope",
+            "Approve failed",
+            "Expiration date invalid",
+            "ExpiresAt not allowed",
+        ];
+        let problem = |title: &str| Problem {
+            title: title.into(),
+            ..Problem::default()
+        };
+        for title in final_titles {
+            for status in [400, 404, 409] {
+                assert_eq!(classify(status, &problem(title)), Refusal::Final, "{title}");
+            }
+        }
+        for title in ["Order processing", "Cannot cancel pending"] {
+            for status in [400, 409] {
+                assert_eq!(
+                    classify(status, &problem(title)),
+                    Refusal::Transient,
+                    "{title}"
+                );
+            }
+        }
+        let in_detail = Problem {
+            title: "Conflict".into(),
+            detail: Some("Order processing: too many concurrent requests".into()),
+            ..Problem::default()
+        };
+        assert_eq!(classify(409, &in_detail), Refusal::Transient);
+        assert_eq!(classify(423, &problem("Locked")), Refusal::Transient);
+        assert_eq!(
+            classify(429, &problem("Too many requests")),
+            Refusal::RateLimited
+        );
+        assert_eq!(classify(409, &problem("Conflict")), Refusal::Final);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod api;
 mod client;
 mod config;
 mod error;
+pub mod mapping;
 pub mod models;
 mod retry;
 mod token;
@@ -18,6 +19,8 @@ mod token;
 mod tests;
 
 pub use client::VippsClient;
-pub use config::{RetryPolicy, VippsConfig};
-pub use error::{Problem, VippsError};
+#[cfg(test)]
+use config::RetryPolicy;
+pub use config::VippsConfig;
+pub use error::VippsError;
 pub use models::QrFormat;

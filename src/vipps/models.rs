@@ -221,17 +221,6 @@ pub struct WebhookList {
     pub webhooks: Vec<Webhook>,
 }
 
-/// ePayment test env: `POST /epayment/v1/test/payments/{reference}/approve` body.
-/// Both fields are optional; `{}` approves for the test user of the payment.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ForceApproveRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub customer: Option<Customer>,
-    /// The `token` query value of the payment's `redirectUrl`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
-}
-
 /// Userinfo API: 200 answer to `GET /vipps-userinfo-api/userinfo/{sub}`. Field names are
 /// snake_case on the wire (OIDC claims); which ones appear depends on the consented scope.
 ///

@@ -293,10 +293,6 @@ async fn every_call_carries_the_required_headers() {
         );
     }
     mock.script(
-        &format!("POST /epayment/v1/test/payments/{reference}/approve"),
-        [reply(200, "")],
-    );
-    mock.script(
         "GET /webhooks/v1/webhooks",
         [reply(200, r#"{"webhooks":[]}"#)],
     );
@@ -314,9 +310,6 @@ async fn every_call_carries_the_required_headers() {
         .await
         .unwrap();
     c.cancel_payment(reference, "key-cancel").await.unwrap();
-    c.force_approve(reference, Some("4791234567"))
-        .await
-        .unwrap();
     c.list_webhooks().await.unwrap();
 
     let token = mock.token_requests();
@@ -331,7 +324,7 @@ async fn every_call_carries_the_required_headers() {
     assert!(t.body.is_empty());
 
     let api = mock.api_requests();
-    assert_eq!(api.len(), 8);
+    assert_eq!(api.len(), 7);
     for r in &api {
         assert_common_headers(r);
         assert_eq!(r.header("authorization"), Some("Bearer tok-1"));
@@ -351,7 +344,6 @@ async fn every_call_carries_the_required_headers() {
             Some("key-capture"),
             Some("key-refund"),
             Some("key-cancel"),
-            None,
             None
         ]
     );
@@ -366,14 +358,6 @@ async fn every_call_carries_the_required_headers() {
     );
     assert!(api[5].body.is_empty(), "cancel has no body in v1.4.1");
     assert_eq!(api[5].header("content-length"), Some("0"));
-    assert_eq!(
-        api[6].path,
-        format!("/epayment/v1/test/payments/{reference}/approve")
-    );
-    assert_eq!(
-        api[6].json(),
-        json!({"customer": {"phoneNumber": "4791234567"}})
-    );
 }
 
 #[tokio::test]
@@ -708,16 +692,10 @@ async fn persistent_server_error_stops_at_the_time_budget() {
         .get_payment("ref-00001")
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            VippsError::Unavailable {
-                status: Some(500),
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    // The last attempt may be the 500 or, on a loaded machine, one the budget cut short:
+    // either way the caller gets "unavailable, outcome unknown", never a final refusal.
+    assert!(matches!(err, VippsError::Unavailable { .. }), "{err:?}");
+    assert!(err.outcome_unknown());
     let attempts = mock.api_requests().len();
     assert!((2..1000).contains(&attempts), "{attempts} attempts");
 }
@@ -803,7 +781,9 @@ async fn userinfo_error_with_string_status() {
         [reply(404, r#"{"type":"x","title":"Not Found","status":"404","detail":"no such sub","instance":"inst-1"}"#)],
     );
     let err = mock.client().get_userinfo("sub-1").await.unwrap_err();
-    let problem = err.problem().unwrap();
+    let VippsError::Rejected { problem, .. } = err else {
+        panic!("{err:?}");
+    };
     assert_eq!(
         (problem.status, problem.trace_id.as_deref()),
         (Some(404), Some("inst-1"))

@@ -15,8 +15,7 @@ use super::verifier::{SignedRequest, Verifier};
 use crate::{
     domain::{EventSource, NewEvent},
     events::EventLog,
-    payments::upstream,
-    vipps::models,
+    vipps::{mapping, models},
 };
 
 fn reject(reason: &'static str) {
@@ -70,7 +69,7 @@ pub async fn receive(
     let span =
         tracing::info_span!("webhook", reference = %event.reference, name = event.name.as_str());
     async move {
-        let change = crate::store::Change {
+        let change = crate::store::PaymentChange {
             reference: event.reference.clone(),
             events: vec![event],
             confirm: true,
@@ -121,6 +120,6 @@ fn parse(body: &[u8]) -> Result<NewEvent, &'static str> {
     if raw.amount.value < 0 {
         return Err("negative amount");
     }
-    upstream::event(&raw, EventSource::Webhook)
+    mapping::event(&raw, EventSource::Webhook)
         .map_err(|_| "unknown event name, currency or timestamp")
 }

@@ -6,5 +6,5 @@ mod registration;
 mod verifier;
 
 pub use handler::{receive, WebhookIngest};
-pub use registration::{ensure_registered, keep_registered, EPAYMENT_EVENTS};
+pub use registration::keep_registered;
 pub use verifier::{Verifier, VerifyError};

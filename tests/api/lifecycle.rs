@@ -8,7 +8,18 @@ use crate::helpers::*;
 #[tokio::test]
 async fn full_lifecycle_with_partial_captures() {
     let mut app = spawn_app().await;
-    let created = app.create_push(35000).await;
+    // No reference: paygate generates one (the idempotency key lets a retry find it).
+    let mut request = push_request(35000);
+    request.reference.clear();
+    request.idempotency_key = "lifecycle-create-1".into();
+    let created = app
+        .client
+        .create_payment_request(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .payment
+        .unwrap();
     assert_eq!(created.state(), PaymentState::Created);
     assert!(created.reference.starts_with("pg-"));
     let reference = created.reference.clone();

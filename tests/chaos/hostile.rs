@@ -34,7 +34,7 @@ fn padded_event(reference: &str, size: usize) -> Vec<u8> {
 #[tokio::test]
 async fn oversized_webhook_bodies_are_413_and_nothing_is_stored() {
     let mut app = with_secret(&[]).await;
-    let limit = paygate::http::WEBHOOK_BODY_LIMIT;
+    let limit = paygate::WEBHOOK_BODY_LIMIT;
     assert_eq!(limit, 64 * 1024);
 
     // Exactly at the limit: read, verified, stored.
@@ -295,7 +295,14 @@ async fn reference_length_boundaries() {
         req.reference = of_len(n.min(64)) + &"a".repeat(n.saturating_sub(64));
         let reference = req.reference.clone();
         if n == 0 {
-            // Empty means "generate one".
+            // Empty means "generate one", which needs a key a retry can find it by.
+            let err = app.create(req.clone()).await.unwrap_err();
+            assert_eq!(
+                bad_fields(&err),
+                ["reference", "idempotency_key"],
+                "{err:?}"
+            );
+            req.idempotency_key = unique("hostile-key");
             assert!(app.create(req).await.unwrap().reference.starts_with("pg-"));
             continue;
         }

@@ -57,6 +57,8 @@ pub fn push_request(value: i64) -> proto::CreatePaymentRequestRequest {
             phone_number: "4791234567".into(),
         }),
         payment_description: "Taxi ride".into(),
+        // A create needs a reference or a key, so a retry finds the first attempt.
+        reference: format!("ride-{}", uuid::Uuid::new_v4().simple()),
         ..Default::default()
     }
 }

@@ -1,0 +1,53 @@
+//! The one write transaction: journal entries and payment changes of a batch (group commit),
+//! committed together with one fsync.
+
+use sea_orm::ConnectionTrait;
+
+use super::{
+    change::{CommitResult, PaymentChange},
+    operations::{JournalEntry, Journaled},
+    Store, StoreError,
+};
+
+impl Store {
+    /// Group commit of journal entries and changes in ONE transaction. Journal entries come
+    /// first: none of them can depend on a change in the same batch (a change for an operation
+    /// is only made after its entry was committed and answered). A refused entry (reference
+    /// taken) is answered alone; any database error fails the whole batch.
+    pub async fn write_batch(
+        &self,
+        entries: Vec<JournalEntry>,
+        changes: Vec<PaymentChange>,
+    ) -> Result<(Vec<Result<Journaled, StoreError>>, Vec<CommitResult>), StoreError> {
+        let w = self.begin_write().await?;
+        let mut started = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match super::operations::journal_in(&w.txn, entry).await {
+                Err(StoreError::ReferenceTaken(r)) => {
+                    started.push(Err(StoreError::ReferenceTaken(r)))
+                }
+                Err(e) => return Err(e),
+                Ok(outcome) => started.push(Ok(outcome)),
+            }
+        }
+        let results = super::batch::apply(&w.txn, changes).await?;
+        let latest = results
+            .iter()
+            .flat_map(|r| r.appended.last())
+            .map(|e| e.sequence)
+            .max();
+        if let (Some(latest), sea_orm::DbBackend::Postgres) = (latest, self.backend) {
+            w.txn
+                .execute_unprepared(&format!(
+                    "SELECT pg_notify('{}', '{latest}')",
+                    super::NOTIFY_CHANNEL
+                ))
+                .await?;
+        }
+        if results.iter().any(|r| !r.appended.is_empty()) {
+            crate::crashpoint::hit("in_commit");
+        }
+        w.txn.commit().await?;
+        Ok((started, results))
+    }
+}
