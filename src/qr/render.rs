@@ -1,11 +1,8 @@
 //! Local QR rendering for printing: SVG (vector) and PNG (greyscale, 8 bit).
 
-use qrcode::{render::svg, Color, EcLevel, QrCode};
+use qrcode::{render::svg, EcLevel, QrCode};
 
 use crate::domain::PaygateError;
-
-/// Modules of white border around the code, as the QR standard asks.
-const QUIET_ZONE: usize = 4;
 
 fn code(content: &str) -> Result<QrCode, PaygateError> {
     // Level M survives some dirt and scratches on a sticker.
@@ -21,41 +18,18 @@ pub fn render_svg(content: &str, size: u32) -> Result<String, PaygateError> {
         .build())
 }
 
+/// A greyscale PNG of at least `size` x `size` pixels, whole pixels per module (crisp print).
 pub fn render_png(content: &str, size: u32) -> Result<Vec<u8>, PaygateError> {
-    let code = code(content)?;
-    let modules = code.width();
-    let colors = code.to_colors();
-    let total = modules + 2 * QUIET_ZONE;
-    // Whole pixels per module, at least the requested size.
-    let scale = (size as usize).div_ceil(total).max(1);
-    let side = total * scale;
-    let mut pixels = vec![255u8; side * side];
-    for (i, color) in colors.iter().enumerate() {
-        if *color != Color::Dark {
-            continue;
-        }
-        let (mx, my) = (i % modules + QUIET_ZONE, i / modules + QUIET_ZONE);
-        for y in my * scale..(my + 1) * scale {
-            let row = y * side;
-            pixels[row + mx * scale..row + (mx + 1) * scale].fill(0);
-        }
-    }
-    let mut out = Vec::new();
-    let side32 =
-        u32::try_from(side).map_err(|_| PaygateError::Internal("image too large".into()))?;
-    let mut encoder = png::Encoder::new(&mut out, side32, side32);
-    encoder.set_color(png::ColorType::Grayscale);
-    encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder
-        .write_header()
+    let image = code(content)?
+        .render::<image::Luma<u8>>()
+        .min_dimensions(size, size)
+        .quiet_zone(true)
+        .build();
+    let mut out = std::io::Cursor::new(Vec::new());
+    image
+        .write_to(&mut out, image::ImageFormat::Png)
         .map_err(|e| PaygateError::Internal(format!("PNG: {e}")))?;
-    writer
-        .write_image_data(&pixels)
-        .map_err(|e| PaygateError::Internal(format!("PNG: {e}")))?;
-    writer
-        .finish()
-        .map_err(|e| PaygateError::Internal(format!("PNG: {e}")))?;
-    Ok(out)
+    Ok(out.into_inner())
 }
 
 #[cfg(test)]
@@ -65,12 +39,11 @@ mod tests {
     const URL: &str = "https://qr.vipps.no/28/2/01/031/taxi-34-abc";
 
     fn decode_png(bytes: &[u8]) -> String {
-        let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
-        let mut reader = decoder.read_info().unwrap();
-        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-        let info = reader.next_frame(&mut buf).unwrap();
-        let (w, h) = (info.width as usize, info.height as usize);
-        let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| buf[y * w + x]);
+        let image = image::load_from_memory(bytes).unwrap().to_luma8();
+        let (w, h) = (image.width() as usize, image.height() as usize);
+        let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| {
+            image.get_pixel(x as u32, y as u32).0[0]
+        });
         let grids = img.detect_grids();
         assert_eq!(grids.len(), 1);
         grids[0].decode().unwrap().1

@@ -91,6 +91,7 @@ impl VippsConfig {
     }
 
     /// The client for an emulator at `base_url` (it accepts any credentials).
+    #[cfg(feature = "emulator")]
     pub fn emulator(base_url: Url, limits: &config::Vipps) -> Self {
         Self::new(
             base_url,

@@ -2413,14 +2413,10 @@ async fn qr_images_are_served_and_scan_to_the_content() {
 
 /// 8-bit greyscale pixels of a PNG.
 fn decode_png(bytes: &[u8]) -> (usize, usize, Vec<u8>) {
-    let decoder = png::Decoder::new(std::io::Cursor::new(bytes.to_vec()));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buffer = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut buffer).unwrap();
-    assert_eq!(info.color_type, png::ColorType::Grayscale);
-    assert_eq!(info.bit_depth, png::BitDepth::Eight);
-    buffer.truncate(info.buffer_size());
-    (info.width as usize, info.height as usize, buffer)
+    let decoded = image::load_from_memory_with_format(bytes, image::ImageFormat::Png).unwrap();
+    assert_eq!(decoded.color(), image::ColorType::L8, "8-bit greyscale");
+    let grey = decoded.to_luma8();
+    (grey.width() as usize, grey.height() as usize, grey.into_raw())
 }
 
 /// What a phone camera would read from the picture.
