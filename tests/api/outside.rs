@@ -12,8 +12,8 @@ use tonic::Code;
 use vipps_emulator::{RunningEmulator, WebhookFaults};
 
 use crate::{
+    helpers::proxy::{Mode, Proxy},
     helpers::*,
-    proxy::{Mode, Proxy},
 };
 
 /// paygate talking to the test's own emulator through a fault proxy.
@@ -142,7 +142,7 @@ async fn blackholed_vipps_times_out_to_unavailable_and_recovers() {
         .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     // GetPayment still answers, from the store, when the refresh times out.
-    let p = app.get(&waiting).await.unwrap();
+    let p = app.try_get(&waiting).await.unwrap();
     assert_eq!(p.state(), PaymentState::Created);
     assert!(app.effects(&reference, "capture").is_empty());
     assert!(proxy.stats().blackholed_chunks > 0, "{:?}", proxy.stats());
@@ -153,9 +153,9 @@ async fn blackholed_vipps_times_out_to_unavailable_and_recovers() {
         .await
         .unwrap();
     assert_eq!(totals(&p).1, 2500);
-    app.approve(&waiting);
+    app.approve(&waiting).await;
     assert_eq!(
-        app.get(&waiting).await.unwrap().state(),
+        app.try_get(&waiting).await.unwrap().state(),
         PaymentState::Authorized
     );
     assert_eq!(app.effects(&reference, "capture").len(), 1);
@@ -297,7 +297,7 @@ async fn malformed_json_from_vipps() {
         serde_json::json!({"match": waiting.clone(), "method": "GET", "count": 5, "body": "[1,2"}),
     );
     assert_eq!(
-        app.get(&waiting).await.unwrap().state(),
+        app.try_get(&waiting).await.unwrap().state(),
         PaymentState::Created
     );
     app.emulator.clear_faults();
@@ -336,8 +336,11 @@ async fn duplicated_reordered_and_delayed_webhooks_are_each_recorded_once() {
         ..WebhookFaults::default()
     });
     let a = app.create_push(20000).await.reference;
-    app.approve(&a);
-    assert_eq!(app.get(&a).await.unwrap().state(), PaymentState::Authorized);
+    app.approve(&a).await;
+    assert_eq!(
+        app.try_get(&a).await.unwrap().state(),
+        PaymentState::Authorized
+    );
     app.capture(&a, Some(3000), "a-c1").await.unwrap();
     app.capture(&a, Some(2000), "a-c2").await.unwrap();
     app.refund(&a, Some(1000), "a-r1").await.unwrap();
@@ -350,7 +353,10 @@ async fn duplicated_reordered_and_delayed_webhooks_are_each_recorded_once() {
     app.emulator.clear_webhook_faults();
     let events = app.assert_events_once(&a).await;
     assert_eq!(events.len(), 5, "{events:#?}");
-    assert_eq!(totals(&app.get(&a).await.unwrap()), (20000, 5000, 1000, 0));
+    assert_eq!(
+        totals(&app.try_get(&a).await.unwrap()),
+        (20000, 5000, 1000, 0)
+    );
 
     // B: the AUTHORIZED delivery is held back until after the CAPTURED one.
     let before = delivered(&app);
@@ -364,7 +370,7 @@ async fn duplicated_reordered_and_delayed_webhooks_are_each_recorded_once() {
         reorder: 1,
         ..WebhookFaults::default()
     });
-    app.approve(&b);
+    app.approve(&b).await;
     app.capture(&b, None, "b-cap").await.unwrap();
     let probe = &app;
     eventually("B's three webhooks delivered", || async {
@@ -372,7 +378,7 @@ async fn duplicated_reordered_and_delayed_webhooks_are_each_recorded_once() {
     })
     .await;
     assert_eq!(app.emulator.stats()["webhooks"]["reordered"], 1);
-    let p = app.get(&b).await.unwrap();
+    let p = app.try_get(&b).await.unwrap();
     assert_eq!(p.state(), PaymentState::Authorized, "never backwards");
     assert_eq!(totals(&p), (15000, 15000, 0, 0), "the capture is kept");
     let events = app.assert_events_once(&b).await;
@@ -414,14 +420,14 @@ async fn a_late_authorized_webhook_after_captured_keeps_the_capture() {
     let mut app = spawn_app_with(&[("VIPPS_WEBHOOK_SECRET", WEBHOOK_SECRET)]).await;
     let reference = app.create_push(20000).await.reference;
     // paygate has not heard of the authorization when the capture's webhook overtakes it.
-    app.approve(&reference);
+    app.approve(&reference).await;
     let captured = webhook_body(&reference, "CAPTURED", "psp-1", 20000, Some("vipps-cap"));
     let authorized = webhook_body(&reference, "AUTHORIZED", "psp-1", 20000, None);
     let expired = webhook_body(&reference, "EXPIRED", "psp-1", 20000, None);
     for body in [&captured, &authorized, &captured, &expired, &authorized] {
         assert_eq!(app.post_webhook(body.as_bytes()).await, StatusCode::OK);
     }
-    let p = app.get(&reference).await.unwrap();
+    let p = app.try_get(&reference).await.unwrap();
     assert_eq!(p.state(), PaymentState::Authorized);
     assert_eq!(totals(&p), (20000, 20000, 0, 0));
     let events = app.assert_events_once(&reference).await;
@@ -461,7 +467,6 @@ async fn postgres_outage_is_unavailable_then_recovers_without_restart() {
         dir,
         via(&database, proxy.addr()),
         &[("VIPPS_WEBHOOK_SECRET", WEBHOOK_SECRET)],
-        None,
     )
     .await;
     let reference = app.authorized(30000).await;
@@ -484,7 +489,7 @@ async fn postgres_outage_is_unavailable_then_recovers_without_restart() {
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::Unavailable, "capture: {err:?}");
-        let err = app.get(&reference).await.unwrap_err();
+        let err = app.try_get(&reference).await.unwrap_err();
         assert_eq!(err.code(), Code::Unavailable, "get: {err:?}");
         assert_eq!(
             app.post_webhook(&stray_webhook(&stray)).await,
@@ -574,7 +579,6 @@ async fn sqlite_app() -> (TestApp, String) {
         dir,
         url.clone(),
         &[("VIPPS_WEBHOOK_SECRET", WEBHOOK_SECRET)],
-        None,
     )
     .await;
     (app, url)
@@ -637,7 +641,7 @@ async fn sqlite_locked_by_another_process() {
     };
     // Reads go on (WAL): readers do not wait for the writer.
     assert_eq!(
-        app.get(&reference).await.unwrap().state(),
+        app.try_get(&reference).await.unwrap().state(),
         PaymentState::Authorized
     );
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -2,7 +2,6 @@
 //! there when PAYGATE_CRASH_AT names the point), restarted on the same database, and the caller
 //! retries. The emulator, running in this test process, survives the crashes and tells how many
 //! captures/refunds really happened.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
     net::TcpListener,
@@ -14,8 +13,7 @@ use std::{
 use paygate::grpc::proto::{self, payment_service_client::PaymentServiceClient, PaymentEventName};
 use vipps_emulator::{Emulator, EmulatorConfig, RunningEmulator};
 
-#[path = "common/mod.rs"]
-mod common;
+use crate::helpers as common;
 
 const SECRET: &str = "crash-test-webhook-secret";
 

@@ -288,7 +288,7 @@ async fn reference_length_boundaries() {
         req.reference = of_len(n);
         let p = app.create(req).await.unwrap();
         assert_eq!(p.reference, of_len(n));
-        assert_eq!(app.get(&of_len(n)).await.unwrap().reference, of_len(n));
+        assert_eq!(app.try_get(&of_len(n)).await.unwrap().reference, of_len(n));
     }
     for n in [0, 7, 51, 64, 65, 1000] {
         let mut req = push_request(10000);
@@ -308,7 +308,7 @@ async fn reference_length_boundaries() {
         }
         let err = app.create(req).await.unwrap_err();
         assert_eq!(bad_fields(&err), ["reference"], "create with {n} chars");
-        let err = app.get(&reference).await.unwrap_err();
+        let err = app.try_get(&reference).await.unwrap_err();
         assert_eq!(bad_fields(&err), ["reference"], "get with {n} chars");
         let err = app.capture(&reference, None, "k").await.unwrap_err();
         assert_eq!(bad_fields(&err), ["reference"], "capture with {n} chars");
@@ -467,7 +467,7 @@ async fn injection_looking_strings_are_refused_or_stored_verbatim() {
                 Ok(p) => {
                     accepted += 1;
                     // What was stored comes back byte for byte.
-                    let got = app.get(&p.reference).await.unwrap();
+                    let got = app.try_get(&p.reference).await.unwrap();
                     match *field {
                         "metadata value" => assert_eq!(got.metadata["note"], *value),
                         "metadata key" => assert_eq!(got.metadata[*value], "value"),
@@ -577,7 +577,10 @@ async fn metadata_limits() {
         create(vec![("k".into(), String::new())]),
     ] {
         let p = app.create(req.clone()).await.unwrap();
-        assert_eq!(app.get(&p.reference).await.unwrap().metadata, req.metadata);
+        assert_eq!(
+            app.try_get(&p.reference).await.unwrap().metadata,
+            req.metadata
+        );
     }
 
     // Refused, naming the field.
@@ -651,7 +654,7 @@ async fn signed_webhooks_with_extreme_amounts_do_not_break_later_calls() {
             "{name} {value}"
         );
     }
-    let p = app.get(&reference).await.unwrap();
+    let p = app.try_get(&reference).await.unwrap();
     let (authorized, captured, refunded, cancelled) = totals(&p);
     assert_eq!(authorized, 10000);
     assert_eq!(captured, i64::MAX, "saturated, not wrapped");

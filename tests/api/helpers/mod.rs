@@ -1,10 +1,7 @@
-//! Starts the real paygate wiring on port 0 with a fresh database per test (a SQLite file, or a
-//! new PostgreSQL database when TEST_DATABASE_URL is set), either against its in-process
-//! emulator or against an emulator the test started (behind a fault proxy).
-//!
-//! Shares tests/common with tests/api; adds remote-Vipps mode, raw gRPC calls, database
-//! URLs behind a proxy, and consistency checks. Shared with tests/fuzz.rs.
-#![allow(dead_code)] // each test binary uses a different part
+//! The one test harness: starts the real paygate wiring (`Application::build`) on port 0 with
+//! a fresh database per test (a SQLite file, or a new PostgreSQL database when
+//! TEST_DATABASE_URL is set), either against its in-process emulator or against an emulator the
+//! test started (behind a fault proxy), and talks to it over gRPC and HTTP like a caller.
 
 use std::{collections::HashMap, net::SocketAddr};
 
@@ -13,15 +10,17 @@ use paygate::{
     config::Config,
     grpc::proto::{self, payment_service_client::PaymentServiceClient},
 };
-use prost::bytes::{Buf, BufMut};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use vipps_emulator::{Emulator, EmulatorConfig, Fault, RunningEmulator};
 
-#[path = "../common/mod.rs"]
 mod common;
+pub mod proxy;
+mod raw;
+
 pub use common::*;
+pub use raw::*;
 
 pub struct TestApp {
     pub client: PaymentServiceClient<Channel>,
@@ -68,7 +67,7 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let database_url = fresh_database(&dir).await;
-    spawn_on(dir, database_url, extra, None).await
+    spawn_on(dir, database_url, extra).await
 }
 
 /// An emulator the test runs itself (paygate reaches it through a proxy).
@@ -100,7 +99,7 @@ pub async fn spawn_remote(
         ("VIPPS_TIMEOUT_MS", "700"),
     ];
     values.extend_from_slice(extra);
-    spawn_on(
+    spawn_with_emulator(
         dir,
         database_url,
         &values,
@@ -109,7 +108,16 @@ pub async fn spawn_remote(
     .await
 }
 
+/// paygate (with its in-process emulator) on an existing database: a restart.
 pub async fn spawn_on(
+    dir: tempfile::TempDir,
+    database_url: String,
+    extra: &[(&str, &str)],
+) -> TestApp {
+    spawn_with_emulator(dir, database_url, extra, None).await
+}
+
+async fn spawn_with_emulator(
     dir: tempfile::TempDir,
     database_url: String,
     extra: &[(&str, &str)],
@@ -166,18 +174,16 @@ pub async fn spawn_on(
 impl TestApp {
     /// Stops the app and waits for it to finish.
     pub async fn stop(mut self) -> tempfile::TempDir {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.signal_stop();
         if let Some(task) = self.task.take() {
             task.await.unwrap().unwrap();
         }
         std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap())
     }
 
-    /// The customer approves in the app (in-process: works whatever sits between paygate and
-    /// the emulator).
-    pub fn approve(&self, reference: &str) {
+    /// The customer approves in the app (in the emulator, in-process: works whatever sits
+    /// between paygate and the emulator).
+    pub async fn approve(&self, reference: &str) {
         self.emulator
             .approve_payment(reference, None)
             .expect("emulator approves");
@@ -241,13 +247,17 @@ impl TestApp {
     /// Creates and approves a payment of `value` NOK minor units.
     pub async fn authorized(&mut self, value: i64) -> String {
         let reference = self.create_push(value).await.reference;
-        self.approve(&reference);
-        let payment = self.get(&reference).await.unwrap();
+        self.approve(&reference).await;
+        let payment = self.get(&reference).await;
         assert_eq!(payment.state(), proto::PaymentState::Authorized);
         reference
     }
 
-    pub async fn get(&mut self, reference: &str) -> Result<proto::Payment, tonic::Status> {
+    pub async fn get(&mut self, reference: &str) -> proto::Payment {
+        self.try_get(reference).await.unwrap()
+    }
+
+    pub async fn try_get(&mut self, reference: &str) -> Result<proto::Payment, tonic::Status> {
         self.client
             .get_payment(proto::GetPaymentRequest {
                 reference: reference.into(),
@@ -320,9 +330,10 @@ impl TestApp {
     pub async fn post_webhook_signed(
         &self,
         secret: &str,
-        body: &[u8],
+        body: impl AsRef<[u8]>,
         date: &str,
     ) -> reqwest::StatusCode {
+        let body = body.as_ref();
         let signed = self.sign(secret, body, date);
         self.http
             .post(format!("{}/webhooks/vipps", self.http_url))
@@ -352,7 +363,7 @@ impl TestApp {
     }
 
     /// Posts a webhook signed with the test secret, dated now.
-    pub async fn post_webhook(&self, body: &[u8]) -> reqwest::StatusCode {
+    pub async fn post_webhook(&self, body: impl AsRef<[u8]>) -> reqwest::StatusCode {
         self.post_webhook_signed(WEBHOOK_SECRET, body, &http_date(chrono::Utc::now()))
             .await
     }
@@ -388,6 +399,44 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Sends the shutdown signal without waiting (SIGTERM, as far as the app can tell).
+    pub fn signal_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// The customer rejects (`reject`) or lets the payment expire (`expire`).
+    pub async fn customer(&self, reference: &str, action: &str) {
+        let status = self
+            .http
+            .post(format!(
+                "{}/emulator/payments/{reference}/{action}",
+                self.emulator_url
+            ))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(status.is_success(), "{action} answered {status}");
+    }
+
+    pub async fn cancel(
+        &mut self,
+        reference: &str,
+        key: &str,
+    ) -> Result<proto::Payment, tonic::Status> {
+        self.client
+            .cancel_payment(proto::CancelPaymentRequest {
+                reference: reference.into(),
+                idempotency_key: key.into(),
+            })
+            .await
+            .map(|r| r.into_inner().payment.unwrap())
+    }
+}
+
 /// Each event once, and sequences strictly increasing. An event's identity is its name; a
 /// capture or refund adds its idempotency key (or, without one, its pspReference); a failed
 /// event adds its pspReference.
@@ -412,98 +461,4 @@ pub fn assert_each_event_once(events: &[proto::PaymentEvent]) {
         events.windows(2).all(|w| w[0].sequence < w[1].sequence),
         "sequences not increasing: {events:#?}"
     );
-}
-
-// --- raw gRPC: bytes in, bytes out, to send what prost would never encode -------------------
-
-/// A codec that sends and receives message bytes unchanged.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RawCodec;
-
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RawEncoder;
-
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RawDecoder;
-
-impl tonic::codec::Encoder for RawEncoder {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn encode(
-        &mut self,
-        item: Vec<u8>,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), Self::Error> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawDecoder {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn decode(
-        &mut self,
-        src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<Vec<u8>>, Self::Error> {
-        let mut out = vec![0u8; src.remaining()];
-        src.copy_to_slice(&mut out);
-        Ok(Some(out))
-    }
-}
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawEncoder;
-    type Decoder = RawDecoder;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        RawEncoder
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RawDecoder
-    }
-}
-
-/// One unary call with a hand-made request body, e.g. `/paygate.v1.PaymentService/GetPayment`.
-pub async fn raw_unary(
-    addr: SocketAddr,
-    path: &'static str,
-    body: Vec<u8>,
-) -> Result<Vec<u8>, tonic::Status> {
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
-    grpc.unary(
-        tonic::Request::new(body),
-        http::uri::PathAndQuery::from_static(path),
-        RawCodec,
-    )
-    .await
-    .map(tonic::Response::into_inner)
-}
-
-/// A length-delimited protobuf field (wire type 2) holding raw bytes.
-pub fn pb_bytes(field: u32, bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    prost::encoding::encode_varint(u64::from(field << 3 | 2), &mut out);
-    prost::encoding::encode_varint(bytes.len() as u64, &mut out);
-    out.extend_from_slice(bytes);
-    out
-}
-
-/// A varint protobuf field (wire type 0).
-pub fn pb_varint(field: u32, value: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    prost::encoding::encode_varint(u64::from(field << 3), &mut out);
-    prost::encoding::encode_varint(value, &mut out);
-    out
 }

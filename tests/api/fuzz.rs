@@ -13,14 +13,9 @@
 //!
 //! `Verifier::verify` itself takes a `SignedRequest`, which is not exported from
 //! `paygate::webhooks`; it is driven here through the HTTP path (reported).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "chaos/helpers.rs"]
-mod helpers;
-
 use std::{cell::RefCell, collections::HashMap};
 
-use helpers::*;
+use crate::helpers::*;
 use paygate::grpc::proto::{self, PaymentEventName};
 use proptest::{
     collection::{hash_map, vec},
@@ -845,7 +840,7 @@ fn capture_validation_holds_and_money_moves_once() {
             .filter(|e| e.name() == PaymentEventName::Captured)
             .map(|e| e.amount.as_ref().unwrap().value)
             .sum();
-        let p = rt.block_on(app.get(reference)).unwrap();
+        let p = rt.block_on(app.try_get(reference)).unwrap();
         assert_eq!(totals(&p).1, captured_events, "aggregate = sum of events");
         let upstream: i64 = app
             .effects(reference, "capture")

@@ -1,7 +1,4 @@
-//! Helpers every integration-test binary shares: request builders, fresh databases, bounded
-//! waits. Included with `#[path]` by `tests/api`, `tests/chaos` (and `tests/fuzz.rs` through
-//! it) and `tests/crash.rs`.
-#![allow(dead_code)] // each test binary uses a different part
+//! Request builders, fresh databases, bounded waits.
 
 use paygate::grpc::proto;
 
