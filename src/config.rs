@@ -568,6 +568,7 @@ mod tests {
         )
     }
 
+    #[cfg(feature = "emulator")]
     #[test]
     fn defaults_to_emulator_and_sqlite() {
         let c = cfg(&[]).unwrap();
@@ -575,6 +576,15 @@ mod tests {
         assert_eq!(c.database.url, "sqlite://paygate.db?mode=rwc");
         assert_eq!(c.listen.grpc_addr.port(), 50051);
         assert_eq!(c.grpc.heartbeat, Duration::from_secs(15));
+    }
+
+    /// `cargo build --no-default-features`: a paygate without the emulator needs a real Vipps.
+    #[cfg(not(feature = "emulator"))]
+    #[test]
+    fn without_the_emulator_vipps_base_url_is_required() {
+        let e = cfg(&[]).unwrap_err();
+        assert_eq!(e.key, "VIPPS_BASE_URL");
+        assert!(e.message.contains("without the Vipps emulator"), "{e}");
     }
 
     #[test]
@@ -612,7 +622,16 @@ mod tests {
     /// A secret's bad value is never echoed (clap's own errors quote values).
     #[test]
     fn secrets_never_appear_in_errors_or_debug() {
-        let c = cfg(&[("VIPPS_WEBHOOK_SECRET", "hunter2-webhook-secret")]).unwrap();
+        let c = cfg(&[
+            ("VIPPS_BASE_URL", "https://apitest.vipps.no"),
+            ("VIPPS_MSN", "123456"),
+            ("VIPPS_CLIENT_ID", "a"),
+            ("VIPPS_CLIENT_SECRET", "hunter2-client-secret"),
+            ("VIPPS_SUBSCRIPTION_KEY", "hunter2-subscription-key"),
+            ("VIPPS_WEBHOOK_SECRET", "hunter2-webhook-secret"),
+            ("PAYGATE_API_TOKENS", "fare:hunter2-token-0123456789"),
+        ])
+        .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 
