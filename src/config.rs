@@ -82,6 +82,8 @@ pub struct Config {
     #[command(flatten)]
     pub grpc: Grpc,
     #[command(flatten)]
+    pub http: Http,
+    #[command(flatten)]
     pub auth: Auth,
     #[command(flatten)]
     pub tls: Tls,
@@ -229,6 +231,26 @@ pub struct Grpc {
     /// Heartbeat period of StreamPaymentEvents (ms).
     #[arg(long, env = "PAYGATE_HEARTBEAT_MS", value_name = "PAYGATE_HEARTBEAT_MS", default_value = "15000", value_parser = millis)]
     pub heartbeat: Duration,
+    /// Event streams open at once, over all connections; one more gets RESOURCE_EXHAUSTED.
+    #[arg(long = "max-subscribers", env = "PAYGATE_MAX_SUBSCRIBERS", value_name = "PAYGATE_MAX_SUBSCRIBERS", default_value = "20000", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_subscribers: u32,
+    /// HTTP/2 keepalive ping interval; a peer that does not answer within it is disconnected (ms).
+    #[arg(long = "grpc-keepalive-ms", env = "PAYGATE_GRPC_KEEPALIVE_MS", value_name = "PAYGATE_GRPC_KEEPALIVE_MS", default_value = "30000", value_parser = millis)]
+    pub keepalive: Duration,
+}
+
+/// The HTTP sidecar (webhooks, health, metrics).
+#[derive(Debug, Clone, Args)]
+pub struct Http {
+    /// A client must send a request's headers within this time, or its connection is closed (ms, at most 30000).
+    #[arg(long = "http-header-timeout-ms", env = "PAYGATE_HTTP_HEADER_TIMEOUT_MS", value_name = "PAYGATE_HTTP_HEADER_TIMEOUT_MS", default_value = "10000", value_parser = header_timeout)]
+    pub header_timeout: Duration,
+    /// Longest a webhook request may take, body and commit included; then 503 and Vipps retries (ms).
+    #[arg(long = "webhook-timeout-ms", env = "PAYGATE_WEBHOOK_TIMEOUT_MS", value_name = "PAYGATE_WEBHOOK_TIMEOUT_MS", default_value = "10000", value_parser = millis)]
+    pub webhook_timeout: Duration,
+    /// Open sidecar connections at most; more are closed at once.
+    #[arg(long = "http-max-connections", env = "PAYGATE_HTTP_MAX_CONNECTIONS", value_name = "PAYGATE_HTTP_MAX_CONNECTIONS", default_value = "1024", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
 }
 
 /// Who may call the gRPC API.
@@ -244,6 +266,13 @@ pub struct Auth {
         value_name = "PAYGATE_API_TOKENS_FILE"
     )]
     pub tokens_file: Option<String>,
+    /// Scopes of mutual-TLS callers by certificate name (CN or SAN): name:scope+scope,name2:scope.
+    #[arg(
+        long = "tls-client-scopes",
+        env = "PAYGATE_TLS_CLIENT_SCOPES",
+        value_name = "PAYGATE_TLS_CLIENT_SCOPES"
+    )]
+    pub tls_client_scopes: Option<String>,
     /// Allow an open gRPC API with a real VIPPS_BASE_URL.
     #[arg(long, env = "PAYGATE_ALLOW_UNAUTHENTICATED", value_name = "PAYGATE_ALLOW_UNAUTHENTICATED", default_value = "false", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub allow_unauthenticated: bool,
@@ -339,6 +368,23 @@ fn positive(s: &str) -> Result<u64, String> {
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| "must be a positive whole number".to_owned())
+}
+
+/// A duration such as `400d`, `12h` or `30s`.
+fn age(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| "must be a duration such as 400d, 12h or 30s".to_owned())
+}
+
+/// hyper's header read timer: at most 30 s, so a stalled client is cut off soon enough.
+fn header_timeout(s: &str) -> Result<Duration, String> {
+    let timeout = millis(s)?;
+    if timeout > Duration::from_secs(30) {
+        return Err("must be at most 30000".to_owned());
+    }
+    Ok(timeout)
 }
 
 fn secret(s: &str) -> Result<Secret, String> {

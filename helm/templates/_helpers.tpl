@@ -121,7 +121,65 @@ same data; an existingSecret is there already and is used as is.
 
 {{/* "true" when API tokens are wired to the pods (from values or from existingSecret). */}}
 {{- define "paygate.hasApiTokens" -}}
-{{- if or .Values.existingSecret .Values.auth.apiTokens }}true{{ end }}
+{{- if or .Values.existingSecret .Values.auth.apiTokens .Values.auth.callers }}true{{ end }}
+{{- end }}
+
+{{/*
+"true" when some auth.callers entry takes its token from an existingSecret key: then
+PAYGATE_API_TOKENS is composed by Kubernetes from dependent variables (paygate.secretEnv).
+*/}}
+{{- define "paygate.tokensKeyed" -}}
+{{- range .Values.auth.callers }}{{ if .existingSecretKey }}true{{ end }}{{ end }}
+{{- end }}
+
+{{/* "+"-joined scopes of one caller: "payments+pii". */}}
+{{- define "paygate.scopes" -}}
+{{- join "+" . }}
+{{- end }}
+
+{{/*
+PAYGATE_API_TOKENS of the chart's Secret: auth.apiTokens entries, then one
+"name:TOKEN:scope+scope" entry per auth.callers entry with a literal token.
+*/}}
+{{- define "paygate.apiTokensStatic" -}}
+{{- $entries := list }}
+{{- with .Values.auth.apiTokens }}
+{{- $entries = append $entries (trimSuffix "," (trim .)) }}
+{{- end }}
+{{- range .Values.auth.callers }}
+{{- if .token }}
+{{- $entries = append $entries (printf "%s:%s:%s" .name .token (include "paygate.scopes" .scopes)) }}
+{{- end }}
+{{- end }}
+{{- join "," $entries }}
+{{- end }}
+
+{{/* PAYGATE_TLS_CLIENT_SCOPES: "name:scope+scope,name2:scope" from tls.clientScopes. */}}
+{{- define "paygate.tlsClientScopes" -}}
+{{- $entries := list }}
+{{- range .Values.tls.clientScopes }}
+{{- $entries = append $entries (printf "%s:%s" .name (include "paygate.scopes" .scopes)) }}
+{{- end }}
+{{- join "," $entries }}
+{{- end }}
+
+{{/* Whether the PAYGATE_API_TOKENS secret key may be absent (auth has another way in). */}}
+{{- define "paygate.tokensOptional" -}}
+{{- if or .Values.auth.allowUnauthenticated .Values.tls.clientAuth }}true{{ else }}false{{ end }}
+{{- end }}
+
+{{/* PromQL label matchers selecting this release's series (metrics.prometheusRule). */}}
+{{- define "paygate.metricSelector" -}}
+{{- default (printf "namespace=%q,job=%q" .Release.Namespace (include "paygate.fullname" .)) .Values.metrics.prometheusRule.metricSelector }}
+{{- end }}
+
+{{/* The readiness probe's kind: "grpc" or "http" (probes.readiness.type, "auto" resolved). */}}
+{{- define "paygate.readinessType" -}}
+{{- if eq .Values.probes.readiness.type "auto" }}
+{{- ternary "http" "grpc" .Values.tls.enabled }}
+{{- else }}
+{{- .Values.probes.readiness.type }}
+{{- end }}
 {{- end }}
 
 {{/* PAYGATE_WEBHOOK_PUBLIC_URL: webhook.publicUrl, else derived from the first Ingress host. */}}
@@ -164,6 +222,9 @@ PAYGATE_TLS_CERT: "/etc/paygate/tls/tls.crt"
 PAYGATE_TLS_KEY: "/etc/paygate/tls/tls.key"
 {{- if .Values.tls.clientAuth }}
 PAYGATE_TLS_CLIENT_CA: "/etc/paygate/tls-client-ca/ca.crt"
+{{- with include "paygate.tlsClientScopes" . }}
+PAYGATE_TLS_CLIENT_SCOPES: {{ . | quote }}
+{{- end }}
 {{- end }}
 {{- end }}
 PAYGATE_ALLOW_UNAUTHENTICATED: {{ .Values.auth.allowUnauthenticated | quote }}
@@ -176,6 +237,15 @@ PAYGATE_SHUTDOWN_GRACE_MS: {{ int .Values.config.shutdownGraceMs | quote }}
 {{- if not (kindIs "invalid" .Values.config.heartbeatMs) }}
 PAYGATE_HEARTBEAT_MS: {{ int .Values.config.heartbeatMs | quote }}
 {{- end }}
+PAYGATE_MAX_SUBSCRIBERS: {{ int .Values.config.maxSubscribers | quote }}
+PAYGATE_GRPC_KEEPALIVE_MS: {{ int .Values.config.grpcKeepaliveMs | quote }}
+PAYGATE_HTTP_HEADER_TIMEOUT_MS: {{ int .Values.config.httpHeaderTimeoutMs | quote }}
+PAYGATE_HTTP_MAX_CONNECTIONS: {{ int .Values.config.httpMaxConnections | quote }}
+PAYGATE_WEBHOOK_TIMEOUT_MS: {{ int .Values.webhook.timeoutMs | quote }}
+PAYGATE_DB_STATEMENT_TIMEOUT_MS: {{ int .Values.database.statementTimeoutMs | quote }}
+PAYGATE_WRITER_STALL_MS: {{ int .Values.config.writerStallMs | quote }}
+PAYGATE_RETENTION: {{ .Values.config.retention | quote }}
+PAYGATE_UNKNOWN_EVENT_RETENTION: {{ .Values.config.unknownEventRetention | quote }}
 {{- end }}
 
 {{/* Secret data (base64) for the chart-made Secrets: only the keys that apply. */}}
@@ -190,8 +260,8 @@ VIPPS_SUBSCRIPTION_KEY: {{ .Values.vipps.subscriptionKey | b64enc | quote }}
 {{- if .Values.webhook.secret }}
 VIPPS_WEBHOOK_SECRET: {{ .Values.webhook.secret | b64enc | quote }}
 {{- end }}
-{{- if .Values.auth.apiTokens }}
-PAYGATE_API_TOKENS: {{ .Values.auth.apiTokens | b64enc | quote }}
+{{- with include "paygate.apiTokensStatic" . }}
+PAYGATE_API_TOKENS: {{ . | b64enc | quote }}
 {{- end }}
 {{- end }}
 
@@ -231,12 +301,27 @@ error naming it instead of starting a misconfigured gateway.
       optional: true
 {{- end }}
 {{- if and (include "paygate.hasApiTokens" $root) (not $root.Values.auth.tokensAsFile) }}
+{{- if include "paygate.tokensKeyed" $root }}
+{{- /* One variable per caller from its existingSecret key, then the list that refers to them. */}}
+{{- $entries := list }}
+{{- range $i, $caller := $root.Values.auth.callers }}
+- name: CALLER_TOKEN_{{ $i }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $root.Values.existingSecret }}
+      key: {{ $caller.existingSecretKey }}
+{{- $entries = append $entries (printf "%s:$(CALLER_TOKEN_%d):%s" $caller.name $i (include "paygate.scopes" $caller.scopes)) }}
+{{- end }}
+- name: PAYGATE_API_TOKENS
+  value: {{ join "," $entries | quote }}
+{{- else }}
 - name: PAYGATE_API_TOKENS
   valueFrom:
     secretKeyRef:
       name: {{ $secretName }}
       key: PAYGATE_API_TOKENS
-      optional: {{ $root.Values.auth.allowUnauthenticated }}
+      optional: {{ include "paygate.tokensOptional" $root }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -277,7 +362,7 @@ error naming it instead of starting a misconfigured gateway.
   secret:
     secretName: {{ .secretName }}
     defaultMode: 288 # 0440
-    optional: {{ $root.Values.auth.allowUnauthenticated }}
+    optional: {{ include "paygate.tokensOptional" $root }}
     items:
       - key: PAYGATE_API_TOKENS
         path: tokens
@@ -310,12 +395,12 @@ error naming it instead of starting a misconfigured gateway.
 {{- end }}
 
 {{/*
-Probe handler. dict: root, path (HTTP fallback path), service (gRPC health service name).
-The kubelet's gRPC probe speaks plaintext only, so with TLS on the gRPC port the probe asks
-the HTTP sidecar instead.
+Probe handler. dict: type ("http" or "grpc"), path (HTTP path), root, service (gRPC health
+service name). Startup and liveness always use http /healthz (process-only); readiness
+uses paygate.readinessType. The kubelet's gRPC probe speaks plaintext only.
 */}}
 {{- define "paygate.probeHandler" -}}
-{{- if .root.Values.tls.enabled }}
+{{- if eq .type "http" }}
 httpGet:
   path: {{ .path }}
   port: http
@@ -370,6 +455,12 @@ Included by deployment.yaml, so `helm template`, `install` and `upgrade` all sto
 {{- if and .Values.autoscaling.enabled (lt (int .Values.autoscaling.maxReplicas) (int .Values.autoscaling.minReplicas)) }}
 {{- fail "autoscaling.maxReplicas must be >= autoscaling.minReplicas" }}
 {{- end }}
+{{- if and (not .Values.vipps.baseUrl) (not .Values.vipps.emulator) }}
+{{- fail "vipps.baseUrl is empty: set vipps.baseUrl (https://api.vipps.no, or https://apitest.vipps.no for testing) with the Vipps credentials, or set vipps.emulator=true to run the built-in Vipps emulator (development only: no money moves)" }}
+{{- end }}
+{{- if and .Values.vipps.baseUrl .Values.vipps.emulator }}
+{{- fail "vipps.emulator=true and vipps.baseUrl are both set: the emulator replaces Vipps, so set only one (vipps.emulator=false for real Vipps)" }}
+{{- end }}
 {{- if .Values.vipps.baseUrl }}
 {{- if not .Values.vipps.clientId }}
 {{- fail "vipps.baseUrl is set: vipps.clientId is required" }}
@@ -384,8 +475,40 @@ Included by deployment.yaml, so `helm template`, `install` and `upgrade` all sto
 {{- fail "vipps.baseUrl is set: webhook.publicUrl is required (the https URL Vipps posts webhooks to; or ingress.enabled with ingress.hosts), unless webhook.secret names a webhook registered by hand" }}
 {{- end }}
 {{- end }}
-{{- if and (not .Values.auth.allowUnauthenticated) (not (include "paygate.hasApiTokens" .)) }}
-{{- fail "auth.apiTokens (\"name:TOKEN,...\") is required, or existingSecret with PAYGATE_API_TOKENS; auth.allowUnauthenticated=true turns authentication off (never in production)" }}
+{{- if and (not .Values.auth.allowUnauthenticated) (not .Values.tls.clientAuth) (not (include "paygate.hasApiTokens" .)) }}
+{{- fail "auth.callers or auth.apiTokens (\"name:TOKEN[:scope+scope],...\") is required, or existingSecret with PAYGATE_API_TOKENS, or mutual TLS (tls.clientAuth); auth.allowUnauthenticated=true turns authentication off (never in production)" }}
+{{- end }}
+{{- $keyed := include "paygate.tokensKeyed" . }}
+{{- range $i, $caller := .Values.auth.callers }}
+{{- if and $caller.token $caller.existingSecretKey }}
+{{- fail (printf "auth.callers[%d] (%s): set token or existingSecretKey, not both" $i $caller.name) }}
+{{- end }}
+{{- if and (not $caller.token) (not $caller.existingSecretKey) }}
+{{- fail (printf "auth.callers[%d] (%s): needs token or existingSecretKey" $i $caller.name) }}
+{{- end }}
+{{- if and $caller.token $.Values.existingSecret }}
+{{- fail (printf "auth.callers[%d] (%s): a literal token needs the chart's Secret, which existingSecret replaces; put the token in existingSecret and name its key in existingSecretKey" $i $caller.name) }}
+{{- end }}
+{{- if and $caller.existingSecretKey (not $.Values.existingSecret) }}
+{{- fail (printf "auth.callers[%d] (%s): existingSecretKey needs existingSecret (the Secret that holds the key)" $i $caller.name) }}
+{{- end }}
+{{- if not $caller.scopes }}
+{{- fail (printf "auth.callers[%d] (%s): scopes must list at least one of payments, events, pii, customers, qr" $i $caller.name) }}
+{{- end }}
+{{- end }}
+{{- if and $keyed .Values.auth.tokensAsFile }}
+{{- fail "auth.callers with existingSecretKey need auth.tokensAsFile=false: Kubernetes can compose PAYGATE_API_TOKENS from several Secret keys in a variable, not in a mounted file" }}
+{{- end }}
+{{- if and .Values.tls.clientScopes (not .Values.tls.clientAuth) }}
+{{- fail "tls.clientScopes needs tls.clientAuth=true (scopes of mutual-TLS callers, keyed by certificate CN/SAN)" }}
+{{- end }}
+{{- if and .Values.tls.enabled (eq .Values.probes.readiness.type "grpc") }}
+{{- fail "probes.readiness.type=grpc cannot work with tls.enabled: the kubelet's gRPC probe speaks plaintext only; use probes.readiness.type=http (or auto)" }}
+{{- end }}
+{{- if .Values.networkPolicy.enabled }}
+{{- if not .Values.networkPolicy.grpc.namespaceSelector }}
+{{- fail "networkPolicy.grpc.namespaceSelector must not be empty: {} would admit gRPC calls from every namespace" }}
+{{- end }}
 {{- end }}
 {{- if and .Values.tls.enabled (not .Values.tls.secretName) }}
 {{- fail "tls.enabled needs tls.secretName (a kubernetes.io/tls Secret)" }}
