@@ -128,6 +128,18 @@ pub struct Database {
         default_value = "sqlite://paygate.db?mode=rwc"
     )]
     pub url: String,
+    /// Longest a database statement may run (PostgreSQL statement_timeout and idle-in-transaction limit; SQLite busy wait) (ms).
+    #[arg(long = "db-statement-timeout-ms", env = "PAYGATE_DB_STATEMENT_TIMEOUT_MS", value_name = "PAYGATE_DB_STATEMENT_TIMEOUT_MS", default_value = "10000", value_parser = millis)]
+    pub statement_timeout: Duration,
+    /// Readiness fails while the event writer has not finished a commit it was given for this long (ms).
+    #[arg(long = "writer-stall-ms", env = "PAYGATE_WRITER_STALL_MS", value_name = "PAYGATE_WRITER_STALL_MS", default_value = "15000", value_parser = millis)]
+    pub writer_stall: Duration,
+    /// Events, finished operations and final payments older than this are deleted, e.g. 400d or 30s.
+    #[arg(long, env = "PAYGATE_RETENTION", value_name = "PAYGATE_RETENTION", default_value = "400d", value_parser = age)]
+    pub retention: Duration,
+    /// Webhook events for references paygate never created are kept this long, e.g. 7d.
+    #[arg(long, env = "PAYGATE_UNKNOWN_EVENT_RETENTION", value_name = "PAYGATE_UNKNOWN_EVENT_RETENTION", default_value = "7d", value_parser = age)]
+    pub unknown_event_retention: Duration,
 }
 
 /// The Vipps API (or the built-in emulator when no base URL is set).

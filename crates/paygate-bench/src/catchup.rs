@@ -203,6 +203,7 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioReport> {
                 ],
                 log_x: false,
                 y_from_zero: true,
+                legend_top: false,
             },
         )],
     })
@@ -270,19 +271,23 @@ async fn on_paygate(
     .await;
     let _ = std::fs::remove_file(&file);
     let fill = fill?;
-    let accepted = paygate.settled_counters().await?.since(&before).accepted;
+    let stored = paygate
+        .settled_counters()
+        .await?
+        .since(&before)
+        .appended_webhook;
     // The watcher has every accepted event once it has as many as were accepted (bounded).
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.cancel();
     let (first, last, watched) = watcher.await?;
     let first = first.context("the live subscriber saw no event of the fill")?;
     anyhow::ensure!(
-        watched == accepted,
-        "the live subscriber saw {watched} events of the fill, paygate accepted {accepted}"
+        watched == stored,
+        "the live subscriber saw {watched} events of the fill, paygate stored {stored}"
     );
     let lean = read_lean(paygate.grpc_addr, first - 1, last, paygate.pid, "paygate").await?;
     let full = read_full(paygate.grpc_addr, first - 1, last).await?;
-    Ok((fill, lean, full, accepted))
+    Ok((fill, lean, full, stored))
 }
 
 /// Reads from `after` until the event with sequence `until` with the lean client.

@@ -250,6 +250,7 @@ pub async fn overhead(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioReport> {
                 ],
                 log_x: true,
                 y_from_zero: true,
+                legend_top: false,
             },
         )],
     })
@@ -392,6 +393,7 @@ pub async fn throughput(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioReport> {
                 ],
                 log_x: true,
                 y_from_zero: true,
+                legend_top: false,
             },
         )],
     })

@@ -177,6 +177,7 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioReport> {
                 ],
                 log_x: true,
                 y_from_zero: true,
+                legend_top: false,
             },
         )],
     })

@@ -20,7 +20,7 @@ pub mod proto {
 
 pub use proto::{
     payment_service_client::PaymentServiceClient, stream_payment_events_response::Kind,
-    StreamPaymentEventsRequest, StreamPaymentEventsResponse,
+    StreamPaymentEventsRequest,
 };
 
 /// A connection to `addr` of its own (not shared with other channels).
@@ -86,6 +86,7 @@ mod tests {
     use prost::Message as _;
 
     use super::*;
+    use proto::StreamPaymentEventsResponse;
 
     #[test]
     fn lean_decodes_what_the_full_message_encodes() {

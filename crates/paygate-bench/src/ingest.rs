@@ -47,7 +47,11 @@ struct Side {
     extra: Value,
 }
 
-/// paygate's accounting over the whole replay (warm-up included).
+/// paygate's accounting over the whole replay (warm-up included). Every 2xx must be in the log
+/// once (`paygate_events_appended_total{source="webhook"}`), nothing deduplicated (the webhooks
+/// are distinct), and every appended event streamed to the live subscriber. The accepted counter
+/// may stay below the appended one: when wrk stops it closes connections with requests in
+/// flight, paygate still commits those, but their handlers are dropped before they count them.
 struct Check {
     /// 2xx answers wrk saw.
     ok: u64,
@@ -58,10 +62,10 @@ struct Check {
 impl Check {
     fn complete(&self) -> bool {
         self.ok > 0
-            && self.counters.accepted >= self.ok
+            && self.counters.appended_webhook >= self.ok
+            && self.counters.accepted <= self.counters.appended_webhook
             && self.counters.duplicate == 0
-            && self.counters.appended_webhook == self.counters.accepted
-            && self.streamed == self.counters.accepted
+            && self.streamed == self.counters.appended_webhook
     }
 
     fn json(&self) -> Value {
@@ -188,12 +192,12 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioReport> {
                     NAME,
                     format!("paygate/{db} stored once and streamed"),
                     format!(
-                        "{} 2xx: {} accepted, {} appended, {} duplicates, {} streamed",
+                        "{} 2xx → {} in the log, {} streamed ({} counted accepted, {} duplicates)",
                         report::group(check.ok as i64),
-                        report::group(check.counters.accepted as i64),
                         report::group(check.counters.appended_webhook as i64),
-                        check.counters.duplicate,
                         report::group(check.streamed as i64),
+                        report::group(check.counters.accepted as i64),
+                        check.counters.duplicate,
                     ),
                 )
                 .target("all, once", check.complete(), false),
@@ -261,13 +265,14 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioReport> {
             Chart {
                 title: "webhook-ingest: accepted per second over the run (wrk)".into(),
                 x_label: "seconds since wrk started".into(),
-                y_label: "webhooks/s (server's counter, 100 ms samples)".into(),
+                y_label: "webhooks/s (server's counter, 0.5 s windows)".into(),
                 series: sides
                     .iter()
                     .map(|s| Series::new(s.label, s.load.rate_over_time()))
                     .collect(),
                 log_x: false,
                 y_from_zero: true,
+                legend_top: true,
             },
         ),
         (
@@ -285,6 +290,7 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioReport> {
                     .collect(),
                 log_x: true,
                 y_from_zero: true,
+                legend_top: false,
             },
         ),
     ];
@@ -440,7 +446,7 @@ async fn paygate_side(
     let after = paygate.settled_counters().await;
     let counters = after.map(|a| a.since(&before));
     // Let the subscriber drain (bounded).
-    let expected = counters.as_ref().map_or(0, |c| c.accepted);
+    let expected = counters.as_ref().map_or(0, |c| c.appended_webhook);
     let deadline = Instant::now() + Duration::from_secs(15);
     while streamed.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -297,10 +297,11 @@ pub fn run(scenario: &str, options: &Options) -> anyhow::Result<Outcome> {
         .unwrap_or_else(|| Path::new("bench-results").join(format!("{scenario}.json")));
     let reference = compare::load_reference(options.compare.as_deref(), &path);
 
+    // Before this thread is pinned: the CPUs the process may use.
+    let machine = machine::describe();
     let layout = pin::Layout::detect();
     layout.pin_load_thread();
     let runtime = layout.load_runtime(load_threads())?;
-    let machine = machine::describe();
     eprintln!(
         "paygate-bench {scenario} — size {} — {} × {} — load average {} — {}",
         options.size.name(),

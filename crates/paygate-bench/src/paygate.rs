@@ -18,7 +18,6 @@ use anyhow::Context as _;
 use serde_json::{json, Value};
 
 use crate::{
-    machine::{self, ProcStat},
     servers::{Kind, ServerProc},
     Ctx,
 };
@@ -52,15 +51,6 @@ pub enum Backend {
     Sqlite,
     /// An admin URL; a fresh database is created beside it for the run.
     Postgres(String),
-}
-
-impl Backend {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Sqlite => "sqlite",
-            Self::Postgres(_) => "postgres",
-        }
-    }
 }
 
 /// A running paygate (and the emulator it talks to).
@@ -219,10 +209,6 @@ impl Paygate {
             }
             last = now;
         }
-    }
-
-    pub fn stat(&self) -> Option<ProcStat> {
-        machine::proc_stat(self.pid)
     }
 
     /// SIGTERM (paygate drains and exits), killed after 15 s; then the emulator and the

@@ -36,6 +36,8 @@ pub struct Chart {
     pub log_x: bool,
     /// Start the y axis at zero.
     pub y_from_zero: bool,
+    /// The legend in the upper right corner (else lower right).
+    pub legend_top: bool,
 }
 
 const COLORS: [RGBColor; 8] = [
@@ -113,7 +115,16 @@ where
         .x_label_area_size(40)
         .y_label_area_size(70)
         .build_cartesian_2d(x, y)?;
+    let span = ctx.y_range().end - ctx.y_range().start;
+    let y_format = move |v: &f64| {
+        if span >= 20.0 {
+            crate::report::group(v.round() as i64)
+        } else {
+            format!("{v:.1}")
+        }
+    };
     ctx.configure_mesh()
+        .y_label_formatter(&y_format)
         .x_desc(chart.x_label.as_str())
         .y_desc(chart.y_label.as_str())
         .light_line_style(RGBColor(235, 235, 235))
@@ -135,7 +146,11 @@ where
     ctx.configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
+        .position(if chart.legend_top {
+            SeriesLabelPosition::UpperRight
+        } else {
+            SeriesLabelPosition::LowerRight
+        })
         .draw()?;
     Ok(())
 }
@@ -170,6 +185,7 @@ mod tests {
                 series: vec![cdf("a", &[(50.0, 100.0), (99.0, 900.0), (100.0, 2000.0)])],
                 log_x: true,
                 y_from_zero: true,
+                legend_top: false,
             },
         )
         .unwrap();

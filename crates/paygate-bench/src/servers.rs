@@ -42,13 +42,12 @@ use axum::{
     routing::{get, post},
     Router,
 };
-use futures::Stream;
+use futures::{Stream, StreamExt as _};
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
 
 use crate::{
     grpc::proto::{self, payment_service_server::PaymentService},
-    machine::{self, ProcStat},
     pin::Layout,
     webhook::PATH,
 };
@@ -98,7 +97,6 @@ impl Kind {
 /// A running `__serve` child.
 pub struct ServerProc {
     child: Child,
-    pub kind: Kind,
     pub addr: SocketAddr,
     pub pid: u32,
 }
@@ -150,16 +148,7 @@ impl ServerProc {
                 crate::tail(log, 5)
             );
         };
-        Ok(Self {
-            child,
-            kind,
-            addr,
-            pid,
-        })
-    }
-
-    pub fn stat(&self) -> Option<ProcStat> {
-        machine::proc_stat(self.pid)
+        Ok(Self { child, addr, pid })
     }
 
     /// Closes its stdin (it then exits) and waits, killing it after 10 s.
@@ -178,21 +167,6 @@ impl ServerProc {
         })
         .await;
     }
-}
-
-/// Reads `bench_webhooks_accepted_total` from a webhook server's `/metrics`.
-pub async fn accepted(http: &reqwest::Client, addr: SocketAddr) -> anyhow::Result<u64> {
-    let text = http
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    let metrics = crate::paygate::parse_metrics(&text);
-    Ok(metrics
-        .get("bench_webhooks_accepted_total")
-        .copied()
-        .unwrap_or(0.0) as u64)
 }
 
 /// The child: `paygate-bench __serve <kind>`.
@@ -538,5 +512,3 @@ impl PaymentService for Bare {
         ))))
     }
 }
-
-use futures::StreamExt as _;

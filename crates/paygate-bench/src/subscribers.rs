@@ -206,6 +206,7 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<ScenarioReport> {
                 series: vec![curve(&pg, "paygate"), curve(&bare_m, "bare tonic server")],
                 log_x: false,
                 y_from_zero: true,
+                legend_top: false,
             },
         )],
     })

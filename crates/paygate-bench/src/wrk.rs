@@ -197,18 +197,18 @@ impl WrkResult {
         self.wrk_cpu_us as f64 / 1e6 / self.duration_s.max(1e-9)
     }
 
-    /// Throughput per sample interval: (mid-interval seconds, per second).
+    /// Throughput over 0.5 s windows of samples: (mid-window seconds, per second).
     pub fn rate_over_time(&self) -> Vec<(f64, f64)> {
-        self.samples
-            .windows(2)
-            .filter(|w| w[1].0 > w[0].0)
-            .map(|w| {
-                (
-                    (w[0].0 + w[1].0) / 2.0,
-                    w[1].1.saturating_sub(w[0].1) as f64 / (w[1].0 - w[0].0),
-                )
-            })
-            .collect()
+        let mut out = Vec::new();
+        let mut from = 0;
+        for (i, &(t, n)) in self.samples.iter().enumerate() {
+            let (t0, n0) = self.samples[from];
+            if t - t0 >= 0.5 || (i + 1 == self.samples.len() && t > t0) {
+                out.push(((t0 + t) / 2.0, n.saturating_sub(n0) as f64 / (t - t0)));
+                from = i;
+            }
+        }
+        out
     }
 
     pub fn json(&self) -> Value {

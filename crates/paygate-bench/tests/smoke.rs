@@ -24,9 +24,8 @@ fn paygate_binary() -> PathBuf {
 }
 
 fn wrk_installed() -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| dir.join("wrk").is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("wrk").is_file()))
 }
 
 #[test]
@@ -39,14 +38,26 @@ fn every_scenario_produces_figures_and_charts_at_tiny_size() {
     let dir = std::env::temp_dir().join(format!("paygate-bench-smoke-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("smoke.json");
-    let status = Command::new(env!("CARGO_BIN_EXE_paygate-bench"))
+    let started = std::time::Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_paygate-bench"))
         .args(["all", "--size", "tiny", "--compare", "none", "--out"])
         .arg(&out)
         .arg("--paygate")
         .arg(&paygate)
-        .status()
+        .output()
         .expect("paygate-bench runs");
-    assert!(status.success(), "paygate-bench all --size tiny: {status}");
+    // Shown by the test harness only when the test fails (or with --nocapture).
+    println!("{}", String::from_utf8_lossy(&output.stdout));
+    println!("{}", String::from_utf8_lossy(&output.stderr));
+    println!(
+        "paygate-bench all --size tiny took {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        output.status.success(),
+        "paygate-bench all --size tiny: {}",
+        output.status
+    );
 
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&out).expect("the JSON file is written"))
@@ -105,7 +116,11 @@ fn every_scenario_produces_figures_and_charts_at_tiny_size() {
         "catch-up.progress",
     ] {
         let path = dir.join(format!("smoke.{name}.svg"));
-        assert!(charts.contains(&path), "{} not listed in {charts:?}", path.display());
+        assert!(
+            charts.contains(&path),
+            "{} not listed in {charts:?}",
+            path.display()
+        );
         let svg = std::fs::read_to_string(&path).expect("the chart is written");
         assert!(svg.contains("<svg"), "{} is not an SVG", path.display());
     }
