@@ -53,6 +53,10 @@ impl Application {
             .await
             .context("connecting to DATABASE_URL")?;
         store.migrate().await.context("migrating the database")?;
+        store
+            .release_orphaned_leases()
+            .await
+            .context("releasing send leases of a crashed predecessor")?;
         #[cfg(feature = "emulator")]
         let (vipps_config, emulator) = match config.vipps.remote() {
             Some(remote) => (VippsConfig::remote(&remote, &config.vipps), None),

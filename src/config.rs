@@ -473,9 +473,7 @@ impl Config {
         }
         let remote = self.vipps.base_url.is_some();
         if let Some(base) = &self.vipps.base_url {
-            if !matches!(base.scheme(), "https" | "http") {
-                return Err(invalid("VIPPS_BASE_URL", "must be an http(s) URL"));
-            }
+            https_unless_loopback("VIPPS_BASE_URL", base)?;
             let v = &self.vipps;
             for (key, set) in [
                 ("VIPPS_CLIENT_ID", v.client_id.is_some()),
@@ -497,18 +495,16 @@ impl Config {
                 "is required: this paygate was built without the Vipps emulator (cargo feature `emulator`)",
             ));
         }
-        if let Some(url) = &self.webhooks.public_url {
-            if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
-                return Err(invalid(
-                    "PAYGATE_WEBHOOK_PUBLIC_URL",
-                    "must be an absolute http(s) URL",
-                ));
-            }
-        } else if remote && self.webhooks.secret.is_none() {
-            return Err(invalid(
+        match &self.webhooks.public_url {
+            Some(url) => https_unless_loopback("PAYGATE_WEBHOOK_PUBLIC_URL", url)?,
+            // The signature covers the URL: without the public one, paygate would verify every
+            // real webhook against its own loopback address and refuse them all.
+            None if remote => return Err(invalid(
                 "PAYGATE_WEBHOOK_PUBLIC_URL",
-                "is required with VIPPS_BASE_URL: the https URL Vipps posts webhooks to",
-            ));
+                "is required with VIPPS_BASE_URL (also with VIPPS_WEBHOOK_SECRET): the https URL \
+                     Vipps posts webhooks to, which their signature covers",
+            )),
+            None => {}
         }
         match (&self.tls.cert, &self.tls.key, &self.tls.client_ca) {
             (Some(_), None, _) => {
@@ -545,6 +541,26 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+/// Vipps talks https only; plain http is fine for a loopback host (the emulator, a local proxy).
+fn https_unless_loopback(key: &str, url: &Url) -> Result<(), ConfigError> {
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        _ if url.host().is_none() => Err(invalid(key, "must be an absolute https URL")),
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(invalid(
+            key,
+            "must use https (plain http only for a loopback host): Vipps delivers and answers over https only",
+        )),
+        _ => Err(invalid(key, "must be an https URL")),
     }
 }
 
@@ -677,6 +693,62 @@ mod tests {
         assert!(!e.to_string().contains("hunter2"));
     }
 
+    fn remote(extra: &[(&'static str, &'static str)]) -> Result<Config, ConfigError> {
+        let mut pairs = vec![
+            ("VIPPS_BASE_URL", "https://apitest.vipps.no"),
+            ("VIPPS_MSN", "123456"),
+            ("VIPPS_CLIENT_ID", "a"),
+            ("VIPPS_CLIENT_SECRET", "b"),
+            ("VIPPS_SUBSCRIPTION_KEY", "c"),
+            ("PAYGATE_API_TOKENS", "fare:0123456789abcdef0123"),
+        ];
+        pairs.extend_from_slice(extra);
+        cfg(&pairs)
+    }
+
+    /// Reproduced: a hand-registered secret without the public URL started, then verified every
+    /// real webhook against a loopback URL and refused them all.
+    #[test]
+    fn a_real_vipps_needs_the_public_webhook_url_even_with_a_secret() {
+        let e = remote(&[("VIPPS_WEBHOOK_SECRET", "s3cret-webhook-secret")]).unwrap_err();
+        assert_eq!(e.key, "PAYGATE_WEBHOOK_PUBLIC_URL");
+        assert!(remote(&[
+            ("VIPPS_WEBHOOK_SECRET", "s3cret-webhook-secret"),
+            (
+                "PAYGATE_WEBHOOK_PUBLIC_URL",
+                "https://pay.example.com/webhooks/vipps"
+            ),
+        ])
+        .is_ok());
+    }
+
+    /// Reproduced: plain http to a real host started; Vipps only delivers to https.
+    #[test]
+    fn plain_http_is_refused_except_on_loopback() {
+        let public = |url: &'static str| remote(&[("PAYGATE_WEBHOOK_PUBLIC_URL", url)]);
+        assert_eq!(
+            public("http://paygate.example.com/webhooks/vipps")
+                .unwrap_err()
+                .key,
+            "PAYGATE_WEBHOOK_PUBLIC_URL"
+        );
+        assert!(public("http://127.0.0.1:8080/webhooks/vipps").is_ok());
+        assert!(public("http://localhost:8080/webhooks/vipps").is_ok());
+        assert!(public("https://pay.example.com/webhooks/vipps").is_ok());
+        let base = |url: &'static str| {
+            remote(&[
+                ("VIPPS_BASE_URL", url),
+                ("PAYGATE_WEBHOOK_PUBLIC_URL", "https://pay.example.com/w"),
+            ])
+        };
+        assert_eq!(
+            base("http://api.vipps.no").unwrap_err().key,
+            "VIPPS_BASE_URL"
+        );
+        assert!(base("http://[::1]:8090").is_ok());
+        assert!(base("https://api.vipps.no").is_ok());
+    }
+
     /// A secret's bad value is never echoed (clap's own errors quote values).
     #[test]
     fn secrets_never_appear_in_errors_or_debug() {
@@ -687,6 +759,10 @@ mod tests {
             ("VIPPS_CLIENT_SECRET", "hunter2-client-secret"),
             ("VIPPS_SUBSCRIPTION_KEY", "hunter2-subscription-key"),
             ("VIPPS_WEBHOOK_SECRET", "hunter2-webhook-secret"),
+            (
+                "PAYGATE_WEBHOOK_PUBLIC_URL",
+                "https://pay.example.com/webhooks/vipps",
+            ),
             ("PAYGATE_API_TOKENS", "fare:hunter2-token-0123456789"),
         ])
         .unwrap();

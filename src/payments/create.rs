@@ -3,7 +3,10 @@
 use chrono::Utc;
 use serde_json::json;
 
-use super::{journal, Payments};
+use super::{
+    journal::{self, SendFailure},
+    Payments,
+};
 use crate::{
     domain::{
         operation::fingerprint, Aggregate, CreatePayment, CustomerKey, EventName, IdempotencyKey,
@@ -52,6 +55,7 @@ impl Payments {
             idempotency_key: key.as_str().to_owned(),
             fingerprint: fingerprint.clone(),
             request,
+            lease_until_ms: self.lease_until_ms(),
         };
         let start = JournalEntry::Create {
             payment: Box::new(payment),
@@ -64,8 +68,14 @@ impl Payments {
         }
     }
 
-    /// Sends a journalled create (again, after an unknown outcome) and records what Vipps said.
+    /// Sends a journalled create (again, after an unknown outcome) and records what Vipps said;
+    /// the caller holds the operation's send lease.
     pub(super) async fn send_create(&self, op: Operation) -> Result<Payment, PaygateError> {
+        let result = self.try_create(&op).await;
+        self.after_send(&op, result).await
+    }
+
+    async fn try_create(&self, op: &Operation) -> Result<Payment, SendFailure> {
         let body: models::CreatePaymentRequest = serde_json::from_value(op.request.clone())
             .map_err(|e| PaygateError::Internal(format!("journalled create request: {e}")))?;
         let amount = mapping::money(&body.amount)?;
@@ -98,7 +108,7 @@ impl Payments {
                     .commit(change)
                     .await?
                     .payment
-                    .ok_or_else(|| PaygateError::Internal("created payment vanished".into()))
+                    .ok_or_else(|| PaygateError::Internal("created payment vanished".into()).into())
             }
             Err(e) if e.is_final_refusal() => {
                 let error = mapping::error(&e);
@@ -109,11 +119,11 @@ impl Payments {
                     ..PaymentChange::default()
                 };
                 self.log.commit(change).await?;
-                Err(error)
+                Err(error.into())
             }
             Err(e) => {
                 tracing::warn!(reference = %op.reference, error = %e, outcome_unknown = e.outcome_unknown(), "create not done; left pending");
-                Err(mapping::error(&e))
+                Err(SendFailure::from_vipps(&e))
             }
         }
     }

@@ -5,7 +5,12 @@
 use serde_json::json;
 
 use super::Payments;
-use crate::domain::{Operation, OperationKind, OperationStatus, PaygateError, Payment};
+use crate::{
+    domain::{
+        operation::resend_backoff, Operation, OperationKind, OperationStatus, PaygateError, Payment,
+    },
+    vipps::{mapping, VippsError},
+};
 
 impl Payments {
     /// Answers a repeated idempotency key: the stored outcome, or a re-send while pending.
@@ -18,11 +23,87 @@ impl Payments {
         match op.status {
             OperationStatus::Succeeded => replay_payment(&op),
             OperationStatus::Rejected => Err(replay_refusal(op.outcome.as_ref())),
-            OperationStatus::Pending if op.kind == OperationKind::Create => {
-                self.send_create(op).await
-            }
-            OperationStatus::Pending => self.send_modification(op).await,
+            OperationStatus::Pending => self.resend(op).await,
         }
+    }
+
+    /// Sends a pending operation again, if nobody else is sending it and its re-send time has
+    /// come (one sender per operation, across replicas); otherwise answers what is known.
+    pub(super) async fn resend(&self, mut op: Operation) -> Result<Payment, PaygateError> {
+        if !self
+            .store()
+            .claim_send(op.id, self.lease_until_ms())
+            .await?
+        {
+            return match self.store().operation(op.id).await? {
+                Some(now) if now.status != OperationStatus::Pending => {
+                    Box::pin(self.replay(now, &op.fingerprint)).await
+                }
+                _ => Err(PaygateError::Unavailable(format!(
+                    "the {} with idempotency key {:?} is still being sent to Vipps; the outcome is \
+                     unknown, retry later with the same key",
+                    op.kind.as_str(),
+                    op.idempotency_key
+                ))),
+            };
+        }
+        op.sends += 1;
+        match op.kind {
+            OperationKind::Create => self.send_create(op).await,
+            _ => self.send_modification(op).await,
+        }
+    }
+
+    /// After a send: a success or a final refusal settled the operation (which cleared its
+    /// lease); any failure gives the lease back and schedules the next send (growing backoff, at
+    /// least what Vipps' Retry-After asked). Releasing a settled operation changes nothing.
+    pub(super) async fn after_send(
+        &self,
+        op: &Operation,
+        result: Result<Payment, SendFailure>,
+    ) -> Result<Payment, PaygateError> {
+        let failure = match result {
+            Ok(payment) => return Ok(payment),
+            Err(failure) => failure,
+        };
+        let wait = resend_backoff(op.sends).max(failure.retry_after.unwrap_or_default());
+        let next = chrono::Utc::now().timestamp_millis()
+            + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
+        if let Err(e) = self.store().release_send(op.id, next).await {
+            // The lease then simply expires.
+            tracing::warn!(operation = op.id, error = %e, "could not release a send lease");
+        }
+        Err(failure.error)
+    }
+}
+
+/// Why a send did not settle its operation, and how long Vipps asked us to wait.
+pub(super) struct SendFailure {
+    pub error: PaygateError,
+    pub retry_after: Option<std::time::Duration>,
+}
+
+impl SendFailure {
+    pub fn from_vipps(e: &VippsError) -> Self {
+        Self {
+            error: mapping::error(e),
+            retry_after: e.retry_after(),
+        }
+    }
+}
+
+impl From<PaygateError> for SendFailure {
+    fn from(error: PaygateError) -> Self {
+        Self {
+            error,
+            retry_after: None,
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for SendFailure {
+    fn from(e: crate::store::StoreError) -> Self {
+        PaygateError::from(e).into()
     }
 }
 

@@ -21,11 +21,24 @@ use crate::{events::EventLog, store::Store, vipps::VippsClient};
 pub struct Payments {
     log: EventLog,
     vipps: VippsClient,
+    /// How long a sender holds an operation: longer than any Vipps call can take.
+    send_lease: std::time::Duration,
 }
 
 impl Payments {
     pub fn new(log: EventLog, vipps: VippsClient) -> Self {
-        Self { log, vipps }
+        let send_lease = vipps.longest_call() + std::time::Duration::from_secs(5);
+        Self {
+            log,
+            vipps,
+            send_lease,
+        }
+    }
+
+    /// When a send that starts now gives up its claim at the latest (ms since the epoch).
+    fn lease_until_ms(&self) -> i64 {
+        let lease = i64::try_from(self.send_lease.as_millis()).unwrap_or(i64::MAX / 2);
+        chrono::Utc::now().timestamp_millis() + lease
     }
 
     fn store(&self) -> &Store {

@@ -2,7 +2,10 @@
 
 use serde_json::json;
 
-use super::{journal, Payments};
+use super::{
+    journal::{self, SendFailure},
+    Payments,
+};
 use crate::{
     domain::{
         operation::fingerprint, Cancel, CaptureOrRefund, EventName, IdempotencyKey, Money,
@@ -76,6 +79,7 @@ impl Payments {
             idempotency_key: key.as_str().to_owned(),
             fingerprint: fingerprint.clone(),
             request,
+            lease_until_ms: self.lease_until_ms(),
         };
         match self.log.journal(JournalEntry::Operation(op)).await? {
             Journaled::Started(op) => self.send_modification(op).await,
@@ -85,6 +89,11 @@ impl Payments {
 
     /// Sends a journalled capture, refund or cancel (again) and records what Vipps said.
     pub(super) async fn send_modification(&self, op: Operation) -> Result<Payment, PaygateError> {
+        let result = self.try_modification(&op).await;
+        self.after_send(&op, result).await
+    }
+
+    async fn try_modification(&self, op: &Operation) -> Result<Payment, SendFailure> {
         let reference = op.reference.as_str();
         let before = self.store().get_payment(reference).await?.ok_or_else(|| {
             PaygateError::NotFound(format!("no payment with reference {reference}"))
@@ -104,9 +113,7 @@ impl Payments {
             (OperationKind::Refund, Some(a)) => self.vipps.refund_payment(reference, a, key).await,
             (OperationKind::Cancel, _) => self.vipps.cancel_payment(reference, key).await,
             _ => {
-                return Err(PaygateError::Internal(
-                    "malformed journalled operation".into(),
-                ))
+                return Err(PaygateError::Internal("malformed journalled operation".into()).into())
             }
         };
         crate::crashpoint::hit("after_upstream");
@@ -143,7 +150,7 @@ impl Payments {
                     .commit(change)
                     .await?
                     .payment
-                    .ok_or_else(|| PaygateError::Internal("payment vanished".into()))
+                    .ok_or_else(|| PaygateError::Internal("payment vanished".into()).into())
             }
             Err(e) if e.is_final_refusal() => {
                 let error = mapping::error(&e);
@@ -153,11 +160,11 @@ impl Payments {
                     ..PaymentChange::default()
                 };
                 self.log.commit(change).await?;
-                Err(error)
+                Err(error.into())
             }
             Err(e) => {
                 tracing::warn!(reference, operation = op.kind.as_str(), error = %e, outcome_unknown = e.outcome_unknown(), "not done; left pending");
-                Err(mapping::error(&e))
+                Err(SendFailure::from_vipps(&e))
             }
         }
     }

@@ -13,11 +13,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::Payments;
-use crate::{
-    config,
-    domain::{OperationKind, Reference},
-    store::DuePoll,
-};
+use crate::{config, domain::Reference, store::DuePoll};
 
 /// How long until a payment of this age is polled again.
 fn interval_for(age: Duration) -> Duration {
@@ -110,10 +106,7 @@ impl Payments {
         };
         for op in pending {
             let (reference, kind) = (op.reference.clone(), op.kind);
-            let outcome = match kind {
-                OperationKind::Create => self.send_create(op).await.map(|_| ()),
-                _ => self.send_modification(op).await.map(|_| ()),
-            };
+            let outcome = self.resend(op).await.map(|_| ());
             let result = match &outcome {
                 Ok(()) => "resolved",
                 Err(

@@ -144,7 +144,11 @@ pub(super) async fn apply<C: ConnectionTrait>(
                 ),
                 Settlement::Rejected(why) => (OperationStatus::Rejected, why),
             };
-            operations::finish(db, id, status, &outcome).await?;
+            if !operations::finish(db, id, status, &outcome).await? {
+                // Another sender settled it first: its outcome stands (Vipps' idempotency made
+                // both answers describe the same effect).
+                tracing::info!(operation = id, "operation was already settled");
+            }
         }
         results.push(CommitResult {
             payment: w.payment.clone(),

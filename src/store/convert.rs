@@ -115,5 +115,6 @@ pub fn operation(m: entities::operation::Model) -> Result<Operation, StoreError>
             }
             None => None,
         },
+        sends: u32::try_from(m.sends).unwrap_or(0),
     })
 }

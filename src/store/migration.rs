@@ -18,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(CUSTOMERS),
             Box::new(POLL_SCHEDULE),
             Box::new(WRITE_LOCK),
+            Box::new(SEND_LEASES),
         ]
     }
 }
@@ -203,5 +204,16 @@ const WRITE_LOCK: Sql = Sql {
     statements: &[
         "CREATE TABLE write_lock (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)",
         "INSERT INTO write_lock (id, n) VALUES (1, 0)",
+    ],
+};
+
+/// One sender per operation: a send holds a lease (claimed by compare-and-set) that outlasts
+/// the Vipps call's whole budget, and re-sends wait for `next_send_ms` (growing backoff).
+const SEND_LEASES: Sql = Sql {
+    name: "m0006_send_leases",
+    statements: &[
+        "ALTER TABLE operations ADD COLUMN lease_until_ms BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE operations ADD COLUMN next_send_ms BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE operations ADD COLUMN sends INTEGER NOT NULL DEFAULT 0",
     ],
 };

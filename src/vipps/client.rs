@@ -161,6 +161,14 @@ impl VippsClient {
         })
     }
 
+    /// The longest one call may take: the token call's budget, the API call's budget, and after
+    /// a 401 the same again, each attempt at most one request timeout past its budget. A send
+    /// lease must outlast it.
+    pub fn longest_call(&self) -> std::time::Duration {
+        let config = &self.inner.config;
+        (config.retry.max_elapsed + config.request_timeout) * 4
+    }
+
     /// Runs `call`: token, headers, retries, and one token refresh on 401. Returns the status
     /// and body of a 2xx.
     pub(crate) async fn execute(&self, call: Call<'_>) -> Result<(u16, Vec<u8>), VippsError> {

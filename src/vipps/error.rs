@@ -287,6 +287,14 @@ impl VippsError {
         matches!(self, Self::Rejected { status, .. } if !matches!(status, 401 | 403))
     }
 
+    /// How long Vipps asked us to wait before trying again (429 `Retry-After`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// The HTTP status behind the error, when there was one.
     pub fn status(&self) -> Option<u16> {
         match self {

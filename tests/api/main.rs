@@ -25,5 +25,6 @@ mod reconcile;
 mod soak;
 mod streams;
 mod taxi;
+mod upstream;
 mod validation;
 mod webhooks;

@@ -11,6 +11,10 @@
 
 use std::{
     net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -224,8 +228,9 @@ async fn on_paygate(
         StreamPaymentEventsRequest::default(),
     )
     .await?;
+    let seen = Arc::new(AtomicU64::new(0));
     let watcher = {
-        let (stop, prefix) = (stop.clone(), prefix.clone());
+        let (stop, prefix, seen) = (stop.clone(), prefix.clone(), seen.clone());
         tokio::spawn(async move {
             let (mut first, mut last, mut count) = (None, 0u64, 0u64);
             loop {
@@ -237,6 +242,7 @@ async fn on_paygate(
                                 first.get_or_insert(e.sequence);
                                 last = last.max(e.sequence);
                                 count += 1;
+                                seen.store(count, Ordering::Release);
                             }
                         }
                         _ => break,
@@ -276,8 +282,11 @@ async fn on_paygate(
         .await?
         .since(&before)
         .appended_webhook;
-    // The watcher has every accepted event once it has as many as were accepted (bounded).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The watcher has every stored event once it has as many as were stored (bounded wait).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.load(Ordering::Acquire) < stored && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     stop.cancel();
     let (first, last, watched) = watcher.await?;
     let first = first.context("the live subscriber saw no event of the fill")?;

@@ -21,6 +21,12 @@ pub struct Model {
     pub outcome: Option<String>,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// A sender holds the operation until then (0: nobody); see `Store::claim_send`.
+    pub lease_until_ms: i64,
+    /// No re-send before then (growing backoff, Retry-After, Vipps' 5 per minute).
+    pub next_send_ms: i64,
+    /// How often it was sent.
+    pub sends: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
