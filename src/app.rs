@@ -45,8 +45,8 @@ impl Application {
     /// configured, builds the Vipps client and binds both listeners.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         telemetry::prometheus::install();
-        let auth = Authenticator::from_config(&config.auth)?;
-        if auth.is_open() && !config.tls.is_mutual() {
+        let auth = Authenticator::from_config(&config.auth, &config.tls)?;
+        if auth.is_open() {
             tracing::warn!("the gRPC API is OPEN: no PAYGATE_API_TOKENS and no mutual TLS");
         }
         let store = Store::connect(&config.database.url)
@@ -207,6 +207,12 @@ impl Application {
                 .clone()
                 .run_reconciler(self.config.reconcile, token.clone()),
         );
+        tokio::spawn(crate::store::retention::run(
+            store.clone(),
+            self.config.database.retention,
+            self.config.database.unknown_event_retention,
+            token.clone(),
+        ));
         if self.config.webhooks.secret.is_none() {
             tokio::spawn(webhooks::keep_registered(
                 self.vipps.clone(),

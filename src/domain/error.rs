@@ -32,9 +32,12 @@ pub enum PaygateError {
     /// The payment's state forbids the operation, or an idempotency key was reused for other parameters.
     #[error("{0}")]
     FailedPrecondition(String),
-    /// Vipps kept answering 429.
+    /// Vipps kept answering 429, or a limit of paygate's own was reached.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A stream cursor older than what retention kept.
+    #[error("{0}")]
+    OutOfRange(String),
     /// Vipps or the database cannot be reached; the caller may retry with the same idempotency key.
     #[error("{0}")]
     Unavailable(String),

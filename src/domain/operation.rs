@@ -76,6 +76,8 @@ pub struct NewOperation {
     pub request: serde_json::Value,
     /// The first send's lease: journalling claims it, so nobody else sends meanwhile.
     pub lease_until_ms: i64,
+    /// Who asked for it (the audit trail).
+    pub caller: String,
 }
 
 impl NewOperation {

@@ -129,6 +129,28 @@ impl Feed {
         }
     }
 
+    /// Removes phone number and Vipps `sub` from the snapshots of the recent events whose
+    /// payment matches (erasure: a stream replayed from memory must not carry them any more).
+    pub fn scrub(&self, matches: impl Fn(&crate::domain::Payment) -> bool) {
+        let Ok(mut w) = self.inner.window.write() else {
+            return;
+        };
+        for event in w.events.iter_mut() {
+            let Some(p) = event.payment.as_ref().filter(|p| matches(p)) else {
+                continue;
+            };
+            if p.phone_number.is_none() && p.profile_sub.is_none() {
+                continue;
+            }
+            let mut scrubbed = PaymentEvent::clone(event);
+            if let Some(p) = scrubbed.payment.as_mut() {
+                p.phone_number = None;
+                p.profile_sub = None;
+            }
+            *event = Arc::new(scrubbed);
+        }
+    }
+
     fn window_last(&self) -> u64 {
         self.inner.window.read().map(|w| w.last).unwrap_or(0)
     }

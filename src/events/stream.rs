@@ -66,6 +66,13 @@ pub fn subscribe(
     tokio::spawn(async move {
         let _gauge = SubscriberGauge::new();
         let mut cursor = filter.after_sequence.unwrap_or_else(|| feed.latest());
+        if filter.after_sequence.is_some() {
+            // Even what the memory window still holds must not be served across the horizon.
+            if let Err(e) = Box::pin(check_horizon(&store, cursor)).await {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        }
         let mut latest = feed.watch();
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
         loop {
@@ -76,9 +83,13 @@ pub fn subscribe(
                     Some(page) => page,
                     // Boxed: the database read is rare for a live stream, and inlining its large
                     // future would make every idle stream's task that much bigger.
-                    None => match Box::pin(store.events_after(cursor, PAGE as u64)).await {
-                        Ok(page) => page.into_iter().map(Arc::new).collect(),
-                        Err(e) => {
+                    None => match Box::pin(read_log(&store, cursor)).await {
+                        Ok(page) => page,
+                        Err(ReadError::Expired(e)) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                        Err(ReadError::Store(e)) => {
                             tracing::warn!(error = %e, "subscriber cannot read the log");
                             let _ = tx
                                 .send(Err(PaygateError::Unavailable(
@@ -124,6 +135,43 @@ pub fn subscribe(
         }
     });
     rx
+}
+
+enum ReadError {
+    /// Retention deleted events after the cursor: resuming there would leave a gap.
+    Expired(PaygateError),
+    Store(crate::store::StoreError),
+}
+
+/// A page of the log after `cursor`, read from the database; never across the retention horizon.
+async fn read_log(store: &Store, cursor: u64) -> Result<Vec<Arc<PaymentEvent>>, ReadError> {
+    let page = store
+        .events_after(cursor, PAGE as u64)
+        .await
+        .map_err(ReadError::Store)?;
+    // Checked after the read: a page read before a deletion is still whole.
+    check_horizon(store, cursor).await.map_err(|e| match e {
+        PaygateError::OutOfRange(_) => ReadError::Expired(e),
+        other => ReadError::Store(crate::store::StoreError::Unavailable(other.to_string())),
+    })?;
+    Ok(page.into_iter().map(Arc::new).collect())
+}
+
+/// OUT_OF_RANGE when retention deleted events after `cursor`.
+async fn check_horizon(store: &Store, cursor: u64) -> Result<(), PaygateError> {
+    let horizon = store
+        .log_horizon()
+        .await
+        .map_err(|_| PaygateError::Unavailable("the event log is unavailable; reconnect".into()))?;
+    if cursor < horizon {
+        return Err(PaygateError::OutOfRange(format!(
+            "events up to sequence {horizon} were deleted by retention (PAYGATE_RETENTION); the \
+             oldest available sequence is {}: resume with after_sequence >= {horizon} after \
+             reloading state, not from cursor {cursor}",
+            horizon + 1
+        )));
+    }
+    Ok(())
 }
 
 /// Counts open streams in `paygate_stream_subscribers` for as long as it lives.

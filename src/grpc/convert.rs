@@ -54,7 +54,32 @@ pub fn event_name(n: EventName) -> proto::PaymentEventName {
     }
 }
 
-pub fn payment(p: &Payment) -> proto::Payment {
+/// Whether an answer may carry personal data (the caller's `pii` scope).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pii {
+    Show,
+    Hide,
+}
+
+impl Pii {
+    pub fn for_caller(caller: &crate::auth::Caller) -> Self {
+        if caller.sees_pii() {
+            Self::Show
+        } else {
+            Self::Hide
+        }
+    }
+
+    /// `value` when personal data may be shown, else empty.
+    fn filter(self, value: String) -> String {
+        match self {
+            Self::Show => value,
+            Self::Hide => String::new(),
+        }
+    }
+}
+
+pub fn payment(p: &Payment, pii: Pii) -> proto::Payment {
     let cur = p.amount.currency;
     let m = |value| Some(money(Money::new(cur, value)));
     proto::Payment {
@@ -71,12 +96,13 @@ pub fn payment(p: &Payment) -> proto::Payment {
         user_flow: user_flow(p.user_flow).into(),
         redirect_url: p.redirect_url.clone().unwrap_or_default(),
         customer_key: p.customer_key.clone().unwrap_or_default(),
-        phone_number: p
-            .phone_number
-            .as_ref()
-            .map(|n| n.expose().to_owned())
-            .unwrap_or_default(),
-        profile_sub: p.profile_sub.clone().unwrap_or_default(),
+        phone_number: pii.filter(
+            p.phone_number
+                .as_ref()
+                .map(|n| n.expose().to_owned())
+                .unwrap_or_default(),
+        ),
+        profile_sub: pii.filter(p.profile_sub.clone().unwrap_or_default()),
         create_time: Some(timestamp(p.create_time)),
         update_time: Some(timestamp(p.update_time)),
         metadata: p
@@ -87,7 +113,7 @@ pub fn payment(p: &Payment) -> proto::Payment {
     }
 }
 
-pub fn event(e: &PaymentEvent) -> proto::PaymentEvent {
+pub fn event(e: &PaymentEvent, pii: Pii) -> proto::PaymentEvent {
     let ev = &e.event;
     proto::PaymentEvent {
         sequence: e.sequence,
@@ -98,6 +124,15 @@ pub fn event(e: &PaymentEvent) -> proto::PaymentEvent {
         timestamp: Some(timestamp(ev.timestamp)),
         idempotency_key: ev.idempotency_key.clone().unwrap_or_default(),
         success: ev.success,
-        payment: e.payment.as_ref().map(payment),
+        payment: e.payment.as_ref().map(|p| payment(p, pii)),
+    }
+}
+
+pub fn customer(c: crate::domain::CustomerProfile, pii: Pii) -> proto::CustomerProfile {
+    proto::CustomerProfile {
+        customer_key: c.customer_key,
+        phone_number: pii.filter(c.phone_number.expose().to_owned()),
+        profile_sub: pii.filter(c.profile_sub.unwrap_or_default()),
+        shared_time: Some(timestamp(c.shared_time)),
     }
 }

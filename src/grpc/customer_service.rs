@@ -2,8 +2,17 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{convert, proto, status::to_status, validate};
-use crate::payments::Payments;
+use super::{
+    audit::{self, Audited},
+    convert::{self, Pii},
+    proto,
+    status::to_status,
+    validate,
+};
+use crate::{
+    auth::{Caller, Scope},
+    payments::Payments,
+};
 
 #[derive(Clone)]
 pub struct CustomerApi {
@@ -26,15 +35,12 @@ impl proto::customer_service_server::CustomerService for CustomerApi {
         &self,
         request: Request<proto::GetCustomerRequest>,
     ) -> Result<Response<proto::GetCustomerResponse>, Status> {
+        let caller = Caller::of(&request);
+        caller.require(Scope::Customers)?;
         let key = validate::customer_key(&request.get_ref().customer_key).map_err(to_status)?;
         let c = self.payments.customer(&key).await.map_err(to_status)?;
         Ok(Response::new(proto::GetCustomerResponse {
-            customer: Some(proto::CustomerProfile {
-                customer_key: c.customer_key,
-                phone_number: c.phone_number.expose().to_owned(),
-                profile_sub: c.profile_sub.unwrap_or_default(),
-                shared_time: Some(convert::timestamp(c.shared_time)),
-            }),
+            customer: Some(convert::customer(c, Pii::for_caller(&caller))),
         }))
     }
 
@@ -42,11 +48,54 @@ impl proto::customer_service_server::CustomerService for CustomerApi {
         &self,
         request: Request<proto::DeleteCustomerRequest>,
     ) -> Result<Response<proto::DeleteCustomerResponse>, Status> {
+        let caller = Caller::of(&request);
+        caller.require(Scope::Customers)?;
         let key = validate::customer_key(&request.get_ref().customer_key).map_err(to_status)?;
-        self.payments
+        let result = self
+            .payments
             .delete_customer(&key)
             .await
-            .map_err(to_status)?;
-        Ok(Response::new(proto::DeleteCustomerResponse {}))
+            .map(|erased| {
+                Response::new(proto::DeleteCustomerResponse {
+                    payments_scrubbed: erased.payments,
+                    events_scrubbed: erased.events,
+                })
+            })
+            .map_err(to_status);
+        let audited = Audited {
+            rpc: "DeleteCustomer",
+            subject: key.as_str(),
+            idempotency_key: "",
+        };
+        audit::record(&caller, &audited, &result);
+        result
+    }
+
+    async fn erase_phone_number(
+        &self,
+        request: Request<proto::ErasePhoneNumberRequest>,
+    ) -> Result<Response<proto::ErasePhoneNumberResponse>, Status> {
+        let caller = Caller::of(&request);
+        caller.require(Scope::Customers)?;
+        let number = validate::phone_number(&request.get_ref().phone_number).map_err(to_status)?;
+        let result = self
+            .payments
+            .erase_phone_number(&number)
+            .await
+            .map(|erased| {
+                Response::new(proto::ErasePhoneNumberResponse {
+                    payments_scrubbed: erased.payments,
+                    events_scrubbed: erased.events,
+                })
+            })
+            .map_err(to_status);
+        let masked = number.masked();
+        let audited = Audited {
+            rpc: "ErasePhoneNumber",
+            subject: &masked,
+            idempotency_key: "",
+        };
+        audit::record(&caller, &audited, &result);
+        result
     }
 }

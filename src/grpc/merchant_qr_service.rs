@@ -2,6 +2,8 @@
 
 use tonic::{Request, Response, Status};
 
+use crate::auth::{Caller, Scope};
+
 use super::{proto, status::to_status};
 use crate::{
     domain::PaygateError,
@@ -51,6 +53,7 @@ impl proto::merchant_qr_service_server::MerchantQrService for MerchantQrApi {
         &self,
         request: Request<proto::CreateMerchantRedirectQrRequest>,
     ) -> Result<Response<proto::CreateMerchantRedirectQrResponse>, Status> {
+        Caller::of(&request).require(Scope::Qr)?;
         let r = request.into_inner();
         let ttl = match r.ttl_seconds {
             0 => None,
@@ -70,6 +73,7 @@ impl proto::merchant_qr_service_server::MerchantQrService for MerchantQrApi {
         &self,
         request: Request<proto::GetMerchantRedirectQrRequest>,
     ) -> Result<Response<proto::GetMerchantRedirectQrResponse>, Status> {
+        Caller::of(&request).require(Scope::Qr)?;
         let r = request.into_inner();
         let found = self
             .qrs
@@ -85,6 +89,7 @@ impl proto::merchant_qr_service_server::MerchantQrService for MerchantQrApi {
         &self,
         request: Request<proto::ListMerchantRedirectQrsRequest>,
     ) -> Result<Response<proto::ListMerchantRedirectQrsResponse>, Status> {
+        Caller::of(&request).require(Scope::Qr)?;
         let all = self
             .qrs
             .list(format(request.get_ref().format, "format")?)
@@ -99,6 +104,7 @@ impl proto::merchant_qr_service_server::MerchantQrService for MerchantQrApi {
         &self,
         request: Request<proto::UpdateMerchantRedirectQrRequest>,
     ) -> Result<Response<proto::UpdateMerchantRedirectQrResponse>, Status> {
+        Caller::of(&request).require(Scope::Qr)?;
         let r = request.into_inner();
         let updated = self
             .qrs
@@ -114,6 +120,7 @@ impl proto::merchant_qr_service_server::MerchantQrService for MerchantQrApi {
         &self,
         request: Request<proto::DeleteMerchantRedirectQrRequest>,
     ) -> Result<Response<proto::DeleteMerchantRedirectQrResponse>, Status> {
+        Caller::of(&request).require(Scope::Qr)?;
         self.qrs
             .delete(&request.get_ref().id)
             .await
@@ -125,6 +132,7 @@ impl proto::merchant_qr_service_server::MerchantQrService for MerchantQrApi {
         &self,
         request: Request<proto::RenderMerchantRedirectQrRequest>,
     ) -> Result<Response<proto::RenderMerchantRedirectQrResponse>, Status> {
+        Caller::of(&request).require(Scope::Qr)?;
         let r = request.into_inner();
         let png = match format(r.format, "format")? {
             QrFormat::Svg => false,

@@ -1,5 +1,6 @@
 //! The gRPC edge: the only place where protobuf types meet domain types.
 
+mod audit;
 pub(crate) mod codec;
 mod convert;
 mod customer_service;

@@ -6,8 +6,16 @@ use futures::Stream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use super::{convert, proto, status::to_status, validate};
+use super::{
+    audit::{self, Audited},
+    convert::{self, Pii},
+    proto,
+    status::to_status,
+    validate,
+};
 use crate::{
+    auth::{Caller, Scope},
+    domain::{PaygateError, Payment},
     events::{stream, StreamItem},
     payments::Payments,
 };
@@ -47,21 +55,63 @@ fn span(method: &'static str, reference: &str) -> tracing::Span {
 type EventStream =
     Pin<Box<dyn Stream<Item = Result<proto::StreamPaymentEventsResponse, Status>> + Send>>;
 
+/// What a money-moving handler needs besides its request: who calls, how to answer them.
+struct Call {
+    caller: Caller,
+    pii: Pii,
+}
+
+impl Call {
+    /// The caller, who must hold `scope`.
+    fn of<T>(request: &Request<T>, scope: Scope) -> Result<Self, Status> {
+        let caller = Caller::of(request);
+        caller.require(scope)?;
+        let pii = Pii::for_caller(&caller);
+        Ok(Self { caller, pii })
+    }
+
+    /// Audits a money-moving call and shapes its answer.
+    fn finish<R>(
+        &self,
+        audited: &Audited<'_>,
+        result: Result<Payment, PaygateError>,
+        answer: impl FnOnce(Option<proto::Payment>) -> R,
+    ) -> Result<Response<R>, Status> {
+        let result = result
+            .map(|p| Response::new(answer(Some(convert::payment(&p, self.pii)))))
+            .map_err(to_status);
+        audit::record(&self.caller, audited, &result);
+        result
+    }
+}
+
 #[tonic::async_trait]
 impl proto::payment_service_server::PaymentService for PaymentApi {
     async fn create_payment_request(
         &self,
         request: Request<proto::CreatePaymentRequestRequest>,
     ) -> Result<Response<proto::CreatePaymentRequestResponse>, Status> {
+        let call = Call::of(&request, Scope::Payments)?;
         let req = request.into_inner();
         let span = span("CreatePaymentRequest", &req.reference);
         async move {
             let command = validate::create(&req).map_err(to_status)?;
-            let payment = self.payments.create(command).await.map_err(to_status)?;
-            tracing::info!(reference = %payment.reference, "payment request created");
-            Ok(Response::new(proto::CreatePaymentRequestResponse {
-                payment: Some(convert::payment(&payment)),
-            }))
+            let result = self.payments.create(command, &call.caller.name).await;
+            if let Ok(payment) = &result {
+                tracing::info!(reference = %payment.reference, "payment request created");
+            }
+            let reference = result
+                .as_ref()
+                .map(|p| p.reference.to_string())
+                .unwrap_or_else(|_| req.reference.clone());
+            let audited = Audited {
+                rpc: "CreatePaymentRequest",
+                subject: &reference,
+                idempotency_key: &req.idempotency_key,
+            };
+            call.finish(&audited, result, |payment| {
+                proto::CreatePaymentRequestResponse { payment }
+            })
         }
         .instrument(span)
         .await
@@ -71,13 +121,14 @@ impl proto::payment_service_server::PaymentService for PaymentApi {
         &self,
         request: Request<proto::GetPaymentRequest>,
     ) -> Result<Response<proto::GetPaymentResponse>, Status> {
+        let call = Call::of(&request, Scope::Payments)?;
         let req = request.into_inner();
         let span = span("GetPayment", &req.reference);
         async move {
             let reference = validate::reference(&req.reference).map_err(to_status)?;
             let payment = self.payments.get(&reference).await.map_err(to_status)?;
             Ok(Response::new(proto::GetPaymentResponse {
-                payment: Some(convert::payment(&payment)),
+                payment: Some(convert::payment(&payment, call.pii)),
             }))
         }
         .instrument(span)
@@ -88,6 +139,7 @@ impl proto::payment_service_server::PaymentService for PaymentApi {
         &self,
         request: Request<proto::CapturePaymentRequest>,
     ) -> Result<Response<proto::CapturePaymentResponse>, Status> {
+        let call = Call::of(&request, Scope::Payments)?;
         let req = request.into_inner();
         let span = span("CapturePayment", &req.reference);
         async move {
@@ -97,10 +149,15 @@ impl proto::payment_service_server::PaymentService for PaymentApi {
                 &req.idempotency_key,
             )
             .map_err(to_status)?;
-            let payment = self.payments.capture(command).await.map_err(to_status)?;
-            Ok(Response::new(proto::CapturePaymentResponse {
-                payment: Some(convert::payment(&payment)),
-            }))
+            let result = self.payments.capture(command, &call.caller.name).await;
+            let audited = Audited {
+                rpc: "CapturePayment",
+                subject: &req.reference,
+                idempotency_key: &req.idempotency_key,
+            };
+            call.finish(&audited, result, |payment| proto::CapturePaymentResponse {
+                payment,
+            })
         }
         .instrument(span)
         .await
@@ -110,14 +167,20 @@ impl proto::payment_service_server::PaymentService for PaymentApi {
         &self,
         request: Request<proto::CancelPaymentRequest>,
     ) -> Result<Response<proto::CancelPaymentResponse>, Status> {
+        let call = Call::of(&request, Scope::Payments)?;
         let req = request.into_inner();
         let span = span("CancelPayment", &req.reference);
         async move {
             let command = validate::cancel(&req).map_err(to_status)?;
-            let payment = self.payments.cancel(command).await.map_err(to_status)?;
-            Ok(Response::new(proto::CancelPaymentResponse {
-                payment: Some(convert::payment(&payment)),
-            }))
+            let result = self.payments.cancel(command, &call.caller.name).await;
+            let audited = Audited {
+                rpc: "CancelPayment",
+                subject: &req.reference,
+                idempotency_key: &req.idempotency_key,
+            };
+            call.finish(&audited, result, |payment| proto::CancelPaymentResponse {
+                payment,
+            })
         }
         .instrument(span)
         .await
@@ -127,6 +190,7 @@ impl proto::payment_service_server::PaymentService for PaymentApi {
         &self,
         request: Request<proto::RefundPaymentRequest>,
     ) -> Result<Response<proto::RefundPaymentResponse>, Status> {
+        let call = Call::of(&request, Scope::Payments)?;
         let req = request.into_inner();
         let span = span("RefundPayment", &req.reference);
         async move {
@@ -136,10 +200,15 @@ impl proto::payment_service_server::PaymentService for PaymentApi {
                 &req.idempotency_key,
             )
             .map_err(to_status)?;
-            let payment = self.payments.refund(command).await.map_err(to_status)?;
-            Ok(Response::new(proto::RefundPaymentResponse {
-                payment: Some(convert::payment(&payment)),
-            }))
+            let result = self.payments.refund(command, &call.caller.name).await;
+            let audited = Audited {
+                rpc: "RefundPayment",
+                subject: &req.reference,
+                idempotency_key: &req.idempotency_key,
+            };
+            call.finish(&audited, result, |payment| proto::RefundPaymentResponse {
+                payment,
+            })
         }
         .instrument(span)
         .await
@@ -149,13 +218,14 @@ impl proto::payment_service_server::PaymentService for PaymentApi {
         &self,
         request: Request<proto::ListPaymentEventsRequest>,
     ) -> Result<Response<proto::ListPaymentEventsResponse>, Status> {
+        let call = Call::of(&request, Scope::Payments)?;
         let req = request.into_inner();
         let span = span("ListPaymentEvents", &req.reference);
         async move {
             let reference = validate::reference(&req.reference).map_err(to_status)?;
             let events = self.payments.events(&reference).await.map_err(to_status)?;
             Ok(Response::new(proto::ListPaymentEventsResponse {
-                events: events.iter().map(convert::event).collect(),
+                events: events.iter().map(|e| convert::event(e, call.pii)).collect(),
             }))
         }
         .instrument(span)
@@ -168,6 +238,7 @@ impl proto::payment_service_server::PaymentService for PaymentApi {
         &self,
         request: Request<proto::StreamPaymentEventsRequest>,
     ) -> Result<Response<Self::StreamPaymentEventsStream>, Status> {
+        let pii = Call::of(&request, Scope::Events)?.pii;
         let filter = validate::stream_filter(request.get_ref()).map_err(to_status)?;
         let log = self.payments.event_log();
         let items = stream::subscribe(
@@ -177,10 +248,10 @@ impl proto::payment_service_server::PaymentService for PaymentApi {
             self.streams.heartbeat,
             self.streams.shutdown.clone(),
         );
-        let out = ReceiverStream::new(items).map(|item| match item {
+        let out = ReceiverStream::new(items).map(move |item| match item {
             Ok(StreamItem::Event(event)) => Ok(proto::StreamPaymentEventsResponse {
                 kind: Some(proto::stream_payment_events_response::Kind::Event(
-                    convert::event(&event),
+                    convert::event(&event, pii),
                 )),
             }),
             Ok(StreamItem::Heartbeat { sequence, time }) => {

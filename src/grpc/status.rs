@@ -44,6 +44,7 @@ pub fn to_status(e: PaygateError) -> Status {
         PaygateError::AlreadyExists(_) => Status::already_exists(message),
         PaygateError::FailedPrecondition(_) => Status::failed_precondition(message),
         PaygateError::ResourceExhausted(_) => Status::resource_exhausted(message),
+        PaygateError::OutOfRange(_) => Status::out_of_range(message),
         PaygateError::Unavailable(_) => Status::unavailable(message),
         PaygateError::Internal(_) => {
             tracing::error!(error = %message, "internal error");

@@ -4,7 +4,7 @@
 use super::proto;
 use crate::domain::{
     BottomLine, Cancel, CaptureOrRefund, CreatePayment, CreatePaymentInput, CustomerKey,
-    FieldViolation, OrderLine, PaygateError, Receipt, Reference, UnitInfo, UserFlow,
+    FieldViolation, OrderLine, PaygateError, PhoneNumber, Receipt, Reference, UnitInfo, UserFlow,
 };
 
 pub fn reference(value: &str) -> Result<Reference, PaygateError> {
@@ -13,6 +13,10 @@ pub fn reference(value: &str) -> Result<Reference, PaygateError> {
 
 pub fn customer_key(value: &str) -> Result<CustomerKey, PaygateError> {
     CustomerKey::parse(value).map_err(|v| PaygateError::InvalidArgument(vec![v]))
+}
+
+pub fn phone_number(value: &str) -> Result<PhoneNumber, PaygateError> {
+    PhoneNumber::parse("phone_number", value).map_err(|v| PaygateError::InvalidArgument(vec![v]))
 }
 
 fn money(m: Option<&proto::Money>) -> Option<(&str, i64)> {

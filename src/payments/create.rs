@@ -18,8 +18,12 @@ use crate::{
 };
 
 impl Payments {
-    /// Creates a payment request, exactly once per idempotency key.
-    pub async fn create(&self, mut cmd: CreatePayment) -> Result<Payment, PaygateError> {
+    /// Creates a payment request, exactly once per idempotency key; `caller` is journalled.
+    pub async fn create(
+        &self,
+        mut cmd: CreatePayment,
+        caller: &str,
+    ) -> Result<Payment, PaygateError> {
         // The fingerprint covers what the caller sent, before paygate fills in defaults.
         let fingerprint = fingerprint(&create_params(&cmd));
         if cmd.user_flow == UserFlow::PushMessage && cmd.phone_number.is_none() {
@@ -56,6 +60,7 @@ impl Payments {
             fingerprint: fingerprint.clone(),
             request,
             lease_until_ms: self.lease_until_ms(),
+            caller: caller.to_owned(),
         };
         let start = JournalEntry::Create {
             payment: Box::new(payment),

@@ -18,34 +18,46 @@ use crate::{
 
 impl Payments {
     /// Captures `amount` (None: all that remains), exactly once per idempotency key.
-    pub async fn capture(&self, cmd: CaptureOrRefund) -> Result<Payment, PaygateError> {
+    pub async fn capture(
+        &self,
+        cmd: CaptureOrRefund,
+        caller: &str,
+    ) -> Result<Payment, PaygateError> {
+        let kind = OperationKind::Capture;
         self.modify(
-            OperationKind::Capture,
+            kind,
             &cmd.reference,
             cmd.amount,
             &cmd.idempotency_key,
+            caller,
         )
         .await
     }
 
     /// Refunds `amount` (None: all captured and not yet refunded), exactly once per key.
-    pub async fn refund(&self, cmd: CaptureOrRefund) -> Result<Payment, PaygateError> {
+    pub async fn refund(
+        &self,
+        cmd: CaptureOrRefund,
+        caller: &str,
+    ) -> Result<Payment, PaygateError> {
+        let kind = OperationKind::Refund;
         self.modify(
-            OperationKind::Refund,
+            kind,
             &cmd.reference,
             cmd.amount,
             &cmd.idempotency_key,
+            caller,
         )
         .await
     }
 
     /// Cancels: before authorization the payment ends (TERMINATED); after it, what was not
     /// captured is released (CANCELLED). The key defaults to the reference.
-    pub async fn cancel(&self, cmd: Cancel) -> Result<Payment, PaygateError> {
+    pub async fn cancel(&self, cmd: Cancel, caller: &str) -> Result<Payment, PaygateError> {
         let key = cmd
             .idempotency_key
             .unwrap_or_else(|| IdempotencyKey::from(&cmd.reference));
-        self.modify(OperationKind::Cancel, &cmd.reference, None, &key)
+        self.modify(OperationKind::Cancel, &cmd.reference, None, &key, caller)
             .await
     }
 
@@ -55,6 +67,7 @@ impl Payments {
         reference: &Reference,
         amount: Option<Money>,
         key: &IdempotencyKey,
+        caller: &str,
     ) -> Result<Payment, PaygateError> {
         let fingerprint = fingerprint(&json!({
             "amount": amount.map(|a| (a.currency.code(), a.value)),
@@ -80,6 +93,7 @@ impl Payments {
             fingerprint: fingerprint.clone(),
             request,
             lease_until_ms: self.lease_until_ms(),
+            caller: caller.to_owned(),
         };
         match self.log.journal(JournalEntry::Operation(op)).await? {
             Journaled::Started(op) => self.send_modification(op).await,

@@ -28,6 +28,8 @@ const INSERT_CHUNK: usize = 500;
 struct Working {
     payment: Option<Payment>,
     confirmed: bool,
+    /// The payment's shared profile is still awaited (not fetched, failed or erased).
+    profile_pending: bool,
     dirty: bool,
 }
 
@@ -72,8 +74,17 @@ pub(super) async fn apply<C: ConnectionTrait>(
         let w = work.entry(change.reference.clone()).or_insert(Working {
             payment: None,
             confirmed: false,
+            profile_pending: false,
             dirty: false,
         });
+        // A profile that is no longer awaited was erased meanwhile (or already recorded): a late
+        // Userinfo answer must not bring the number back, nor announce it.
+        let late_profile = change.profile.is_some() && !w.profile_pending;
+        let mut change = change;
+        if late_profile {
+            change.profile = None;
+            change.events.retain(|e| e.name != EventName::ProfileShared);
+        }
         if let Some(p) = w.payment.as_mut() {
             if change.confirm && !w.confirmed {
                 w.confirmed = true;
@@ -92,6 +103,7 @@ pub(super) async fn apply<C: ConnectionTrait>(
                     ProfileOutcome::Failed(why) => ("failed", Some(why.as_str())),
                 };
                 super::customers::set_profile_status(db, &change.reference, status, why).await?;
+                w.profile_pending = false;
                 w.dirty = true;
             }
         }
@@ -194,6 +206,7 @@ async fn load_payments<C: ConnectionTrait>(
             out.insert(
                 reference,
                 Working {
+                    profile_pending: row.profile_status.as_deref() == Some("pending"),
                     payment: Some(convert::payment(row)?),
                     confirmed,
                     dirty: false,

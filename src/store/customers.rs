@@ -1,7 +1,9 @@
 //! Known customers and profile sharing; erasure of personal data.
 
 use sea_orm::{
-    sea_query::OnConflict, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    sea_query::{Expr, OnConflict},
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
 };
 
 use super::{
@@ -52,59 +54,109 @@ impl Store {
             .is_some_and(|m| m.profile_status.as_deref() == Some("pending")))
     }
 
-    /// Erases a customer's personal data: the customer row, and the phone number and profile
-    /// subject on their payments, in the payments' event snapshots and in settled journal
-    /// entries. Returns whether the customer existed.
-    pub async fn delete_customer(&self, key: &str) -> Result<bool, StoreError> {
+    /// Erases personal data wherever paygate keeps it: the customer rows, the phone number and
+    /// Vipps `sub` of the matching payments, their event snapshots and journal entries (request
+    /// bodies and outcomes). Pending profile work of those payments is cancelled, so a late
+    /// Userinfo answer cannot bring the data back.
+    pub async fn erase(&self, target: &Erasure) -> Result<Erased, StoreError> {
         let w = self.begin_write().await?;
         let db = &w.txn;
-        let existed = customer::Entity::delete_by_id(key.to_owned())
-            .exec(db)
-            .await?
-            .rows_affected
-            > 0;
-        // Only payments that still hold personal data need erasing.
-        let references: Vec<String> = payment::Entity::find()
-            .filter(payment::Column::CustomerKey.eq(key))
-            .all(db)
-            .await?
-            .into_iter()
-            .filter(|m| m.phone_number.is_some() || m.profile_sub.is_some())
-            .map(|m| m.reference)
-            .collect();
-        for reference in &references {
+        let customers = match target {
+            Erasure::Customer(key) => customer::Entity::delete_by_id(key.clone()).exec(db).await?,
+            Erasure::PhoneNumber(number) => {
+                customer::Entity::delete_many()
+                    .filter(customer::Column::PhoneNumber.eq(number.as_str()))
+                    .exec(db)
+                    .await?
+            }
+        }
+        .rows_affected;
+        let payments = match target {
+            Erasure::Customer(key) => payment::Column::CustomerKey.eq(key.as_str()),
+            Erasure::PhoneNumber(number) => payment::Column::PhoneNumber.eq(number.as_str()),
+        };
+        let rows = payment::Entity::find().filter(payments).all(db).await?;
+        let mut erased = Erased {
+            customers,
+            ..Erased::default()
+        };
+        for row in &rows {
+            if row.phone_number.is_some() || row.profile_sub.is_some() {
+                erased.payments += 1;
+            }
             payment::Entity::update_many()
                 .col_expr(
                     payment::Column::PhoneNumber,
-                    sea_orm::sea_query::Expr::value(Option::<String>::None),
+                    Expr::value(Option::<String>::None),
                 )
                 .col_expr(
                     payment::Column::ProfileSub,
-                    sea_orm::sea_query::Expr::value(Option::<String>::None),
+                    Expr::value(Option::<String>::None),
                 )
-                .filter(payment::Column::Reference.eq(reference.as_str()))
+                .filter(payment::Column::Reference.eq(row.reference.as_str()))
                 .exec(db)
                 .await?;
-            scrub_events(db, reference).await?;
-            scrub_operations(db, reference).await?;
+            if row.profile_status.as_deref() == Some("pending") {
+                set_profile_status(db, &row.reference, "erased", None).await?;
+            }
+            erased.events +=
+                scrub_events(db, event::Column::Reference.eq(row.reference.as_str())).await?;
+            scrub_operations(db, operation::Column::Reference.eq(row.reference.as_str())).await?;
+        }
+        // A number may also sit in snapshots and journal entries of payments whose row no longer
+        // holds it (a later event, a changed number): search the text for it.
+        if let Erasure::PhoneNumber(number) = target {
+            let pattern = format!("%{number}%");
+            erased.events +=
+                scrub_events(db, event::Column::Payment.like(pattern.as_str())).await?;
+            scrub_operations(
+                db,
+                operation::Column::Request
+                    .like(pattern.as_str())
+                    .or(operation::Column::Outcome.like(pattern.as_str())),
+            )
+            .await?;
         }
         w.txn.commit().await?;
-        Ok(existed || !references.is_empty())
+        Ok(erased)
     }
+}
+
+/// Whose personal data to erase.
+#[derive(Debug, Clone)]
+pub enum Erasure {
+    /// A customer key: the customer row and every payment made under it.
+    Customer(String),
+    /// A phone number (digits): every payment, snapshot, journal entry and customer holding it.
+    PhoneNumber(String),
+}
+
+/// What an erasure changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Erased {
+    pub customers: u64,
+    pub payments: u64,
+    pub events: u64,
 }
 
 fn scrub_snapshot(json: &str) -> Option<String> {
     let mut p: Payment = serde_json::from_str(json).ok()?;
+    if p.phone_number.is_none() && p.profile_sub.is_none() {
+        return None;
+    }
     p.phone_number = None;
     p.profile_sub = None;
     serde_json::to_string(&p).ok()
 }
 
-async fn scrub_events<C: ConnectionTrait>(db: &C, reference: &str) -> Result<(), StoreError> {
-    let rows = event::Entity::find()
-        .filter(event::Column::Reference.eq(reference))
-        .all(db)
-        .await?;
+/// Removes phone number and `sub` from the snapshots of the matching events; returns how many
+/// held any.
+async fn scrub_events<C: ConnectionTrait>(
+    db: &C,
+    matching: sea_orm::sea_query::SimpleExpr,
+) -> Result<u64, StoreError> {
+    let rows = event::Entity::find().filter(matching).all(db).await?;
+    let mut scrubbed = 0;
     for row in rows {
         let Some(snapshot) = row.payment.as_deref().and_then(scrub_snapshot) else {
             continue;
@@ -116,18 +168,19 @@ async fn scrub_events<C: ConnectionTrait>(db: &C, reference: &str) -> Result<(),
         })
         .exec(db)
         .await?;
+        scrubbed += 1;
     }
-    Ok(())
+    Ok(scrubbed)
 }
 
-/// Settled journal entries keep their outcome without personal data; a pending create keeps
-/// its request (it may still have to be re-sent unchanged).
-async fn scrub_operations<C: ConnectionTrait>(db: &C, reference: &str) -> Result<(), StoreError> {
-    let rows = operation::Entity::find()
-        .filter(operation::Column::Reference.eq(reference))
-        .filter(operation::Column::Status.ne("pending"))
-        .all(db)
-        .await?;
+/// Journal entries keep their outcome and request without personal data. A pending create
+/// loses its customer's number too: re-sent, Vipps refuses it instead of pushing an erased
+/// person.
+async fn scrub_operations<C: ConnectionTrait>(
+    db: &C,
+    matching: sea_orm::sea_query::SimpleExpr,
+) -> Result<(), StoreError> {
+    let rows = operation::Entity::find().filter(matching).all(db).await?;
     for row in rows {
         let outcome = row
             .outcome
@@ -195,4 +248,34 @@ pub(super) async fn set_profile_status<C: ConnectionTrait>(
         .exec(db)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use sea_orm::{ConnectionTrait, Statement};
+
+    use crate::test_support;
+
+    /// Erased data must not stay readable in SQLite's free pages.
+    #[tokio::test]
+    async fn sqlite_overwrites_deleted_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, url) = test_support::fresh_store(&dir).await;
+        if !url.starts_with("sqlite") {
+            return;
+        }
+        let row = store
+            .db
+            .query_one(Statement::from_string(
+                sea_orm::DbBackend::Sqlite,
+                "PRAGMA secure_delete",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let on: i64 = row.try_get_by_index(0).unwrap();
+        assert_eq!(on, 1);
+        store.close().await;
+    }
 }

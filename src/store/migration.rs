@@ -19,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(POLL_SCHEDULE),
             Box::new(WRITE_LOCK),
             Box::new(SEND_LEASES),
+            Box::new(AUDIT_AND_RETENTION),
         ]
     }
 }
@@ -215,5 +216,17 @@ const SEND_LEASES: Sql = Sql {
         "ALTER TABLE operations ADD COLUMN lease_until_ms BIGINT NOT NULL DEFAULT 0",
         "ALTER TABLE operations ADD COLUMN next_send_ms BIGINT NOT NULL DEFAULT 0",
         "ALTER TABLE operations ADD COLUMN sends INTEGER NOT NULL DEFAULT 0",
+    ],
+};
+
+/// Who asked for each journalled operation (the audit trail), and the retention horizon: every
+/// event up to `log_horizon.sequence` may have been deleted, so a cursor below it cannot resume.
+const AUDIT_AND_RETENTION: Sql = Sql {
+    name: "m0007_audit_and_retention",
+    statements: &[
+        "ALTER TABLE operations ADD COLUMN caller VARCHAR(128) NOT NULL DEFAULT ''",
+        "CREATE TABLE log_horizon (id INTEGER PRIMARY KEY, sequence BIGINT NOT NULL)",
+        "INSERT INTO log_horizon (id, sequence) VALUES (1, 0)",
+        "CREATE INDEX events_recorded ON events (recorded_ms)",
     ],
 };

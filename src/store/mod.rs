@@ -24,6 +24,7 @@ mod migration;
 mod operations;
 mod payments;
 mod polling;
+pub mod retention;
 mod webhook_secrets;
 mod write;
 
@@ -41,6 +42,7 @@ use sqlx::{
 use tokio::sync::{Mutex, MutexGuard};
 
 pub use change::{CommitResult, PaymentChange, Settlement};
+pub use customers::{Erased, Erasure};
 pub use operations::{JournalEntry, Journaled};
 pub use polling::DuePoll;
 pub use webhook_secrets::StoredWebhook;
@@ -94,7 +96,9 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true);
+                .foreign_keys(true)
+                // Erased personal data must not stay readable in the file's free pages.
+                .pragma("secure_delete", "on");
             let pool = SqlitePoolOptions::new()
                 .max_connections(4)
                 .connect_with(options)

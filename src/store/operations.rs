@@ -126,6 +126,7 @@ async fn insert<C: ConnectionTrait>(db: &C, op: NewOperation) -> Result<Operatio
         lease_until_ms: Set(op.lease_until_ms),
         next_send_ms: Set(now),
         sends: Set(1),
+        caller: Set(op.caller.clone()),
         ..Default::default()
     };
     let id = operation::Entity::insert(model)
@@ -252,6 +253,7 @@ impl Store {
             fingerprint: String::new(),
             request: serde_json::Value::Null,
             lease_until_ms: 0,
+            caller: String::new(),
         };
         find(&self.db, &probe).await
     }
@@ -274,6 +276,7 @@ mod tests {
             fingerprint: "f".into(),
             request: serde_json::json!({}),
             lease_until_ms,
+            caller: "test".into(),
         })
     }
 

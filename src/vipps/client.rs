@@ -161,12 +161,11 @@ impl VippsClient {
         })
     }
 
-    /// The longest one call may take: the token call's budget, the API call's budget, and after
-    /// a 401 the same again, each attempt at most one request timeout past its budget. A send
-    /// lease must outlast it.
+    /// The longest one call may take: the token call's budget, the API call's budget (a token
+    /// refreshed after a 401 shares it) and one more token budget; every attempt is cut at its
+    /// budget's end. A send lease must outlast it.
     pub fn longest_call(&self) -> std::time::Duration {
-        let config = &self.inner.config;
-        (config.retry.max_elapsed + config.request_timeout) * 4
+        self.inner.config.retry.max_elapsed * 3
     }
 
     /// Runs `call`: token, headers, retries, and one token refresh on 401. Returns the status

@@ -235,25 +235,6 @@ async fn capture(
         .map(|r| r.into_inner().payment.unwrap())
 }
 
-/// What a careful caller does after a restart: retry with the same key while the answer is
-/// UNAVAILABLE (another sender, e.g. the reconciler, may hold the operation meanwhile, or on
-/// PostgreSQL the crashed sender's lease has not expired yet). Bounded: 30 s.
-async fn retried<T, F, Fut>(mut call: F) -> Result<T, tonic::Status>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
-{
-    let mut last = None;
-    for _ in 0..60 {
-        match call().await {
-            Err(e) if e.code() == tonic::Code::Unavailable => last = Some(e),
-            other => return other,
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    Err(last.unwrap_or_else(|| tonic::Status::unavailable("no attempt")))
-}
-
 /// Crash during a capture at `point`, restart, retry: exactly one capture at Vipps and one
 /// CAPTURED event in paygate's log.
 async fn capture_survives(point: &str, effects_at_crash: usize) {
@@ -271,7 +252,7 @@ async fn capture_survives(point: &str, effects_at_crash: usize) {
     );
 
     world.start(None).await;
-    let p = retried(|| capture(&world, &reference, "ride-capture"))
+    let p = common::retried(|| capture(&world, &reference, "ride-capture"))
         .await
         .unwrap();
     assert_eq!(p.aggregate.unwrap().captured_amount.unwrap().value, 8000);
@@ -337,7 +318,7 @@ async fn crash_after_a_refund_reached_vipps() {
     assert!(world.wait_dead().await);
     assert_eq!(world.effects(&reference, "refund"), 1);
     world.start(None).await;
-    let p = retried(|| refund(&world))
+    let p = common::retried(|| refund(&world))
         .await
         .unwrap()
         .into_inner()

@@ -21,6 +21,7 @@ mod idempotency;
 mod lifecycle;
 mod ops;
 mod outside;
+mod privacy;
 mod reconcile;
 mod soak;
 mod streams;

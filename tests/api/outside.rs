@@ -543,7 +543,25 @@ async fn postgres_outage_is_unavailable_then_recovers_without_restart() {
         "Vipps captured"
     );
     proxy.set(Mode::Pass);
-    let p = app.capture(&reference, Some(4000), key).await.unwrap();
+    // The send's lease outlives the outage; the caller retries until it is given back or expires.
+    let client = app.client.clone();
+    let p = retried(|| {
+        let (mut client, reference) = (client.clone(), reference.clone());
+        async move {
+            client
+                .capture_payment(proto::CapturePaymentRequest {
+                    reference,
+                    amount: Some(nok(4000)),
+                    idempotency_key: key.into(),
+                })
+                .await
+        }
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .payment
+    .unwrap();
     assert_eq!(totals(&p).1, 9000);
     assert_eq!(app.effects(&reference, "capture").len(), 2, "replayed once");
 

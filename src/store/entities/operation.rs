@@ -27,6 +27,8 @@ pub struct Model {
     pub next_send_ms: i64,
     /// How often it was sent.
     pub sends: i32,
+    /// The caller who asked for it (the audit trail).
+    pub caller: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

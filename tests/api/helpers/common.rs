@@ -140,3 +140,22 @@ where
     }
     panic!("never happened: {what}");
 }
+
+/// What a careful caller does after an unknown outcome (a crash, an outage): retry with the
+/// same key while the answer is UNAVAILABLE (another sender, e.g. the reconciler, may hold the
+/// operation meanwhile, or a crashed sender's lease has not expired yet). Bounded: 30 s.
+pub async fn retried<T, F, Fut>(mut call: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let mut last = None;
+    for _ in 0..60 {
+        match call().await {
+            Err(e) if e.code() == tonic::Code::Unavailable => last = Some(e),
+            other => return other,
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    Err(last.unwrap_or_else(|| tonic::Status::unavailable("no attempt")))
+}
