@@ -43,6 +43,33 @@ enum Command {
         #[command(subcommand)]
         command: QrCommand,
     },
+    /// The event stream, as an operator follows it.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+    /// One payment, as an operator looks it up.
+    Payments {
+        #[command(subcommand)]
+        command: PaymentsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Follows StreamPaymentEvents: one line per event; resumes after a disconnect; Ctrl-C ends.
+    Tail(tools::events::Tail),
+}
+
+#[derive(Subcommand)]
+enum PaymentsCommand {
+    /// What happened to this payment: GetPayment and its events, human readable.
+    Show {
+        /// The payment's reference.
+        reference: String,
+        #[command(flatten)]
+        target: tools::client::Target,
+    },
 }
 
 #[derive(Subcommand)]
@@ -99,6 +126,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     grpc,
                 },
         } => tools::qr::create(&grpc, &id, &redirect_url, &out).await,
+        Command::Events {
+            command: EventsCommand::Tail(args),
+        } => tools::events::tail(args).await,
+        Command::Payments {
+            command: PaymentsCommand::Show { reference, target },
+        } => tools::payments::show(&target, &reference).await,
         Command::Migrate => {
             let config = Config::load(cli.config.as_deref())?;
             let _telemetry = telemetry::init(&config.telemetry)?;

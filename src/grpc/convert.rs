@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use super::proto;
-use crate::domain::{EventName, Money, Payment, PaymentEvent, PaymentState, UserFlow};
+use crate::domain::{EventName, EventSource, Money, Payment, PaymentEvent, PaymentState, UserFlow};
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
@@ -79,6 +79,15 @@ impl Pii {
     }
 }
 
+pub fn source(s: EventSource) -> proto::EventSource {
+    match s {
+        EventSource::Operation => proto::EventSource::Operation,
+        EventSource::Webhook => proto::EventSource::Webhook,
+        EventSource::Poll => proto::EventSource::Poll,
+        EventSource::Paygate => proto::EventSource::Paygate,
+    }
+}
+
 pub fn payment(p: &Payment, pii: Pii) -> proto::Payment {
     let cur = p.amount.currency;
     let m = |value| Some(money(Money::new(cur, value)));
@@ -125,6 +134,7 @@ pub fn event(e: &PaymentEvent, pii: Pii) -> proto::PaymentEvent {
         idempotency_key: ev.idempotency_key.clone().unwrap_or_default(),
         success: ev.success,
         payment: e.payment.as_ref().map(|p| payment(p, pii)),
+        source: source(ev.source).into(),
     }
 }
 

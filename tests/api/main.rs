@@ -26,6 +26,7 @@ mod reconcile;
 mod soak;
 mod streams;
 mod taxi;
+mod tools;
 mod upstream;
 mod validation;
 mod webhooks;

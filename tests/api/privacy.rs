@@ -441,13 +441,11 @@ fn audit_lines() -> Arc<Mutex<Vec<String>>> {
             let lines = Arc::new(Mutex::new(Vec::new()));
             let sink = lines.clone();
             let writer = move || AuditWriter(sink.clone());
+            // Every event goes through (no per-layer filter); the writer keeps the audit lines.
             let layer = tracing_subscriber::fmt::layer()
                 .json()
-                .with_writer(writer)
-                .with_filter(
-                    tracing_subscriber::filter::Targets::new()
-                        .with_target("audit", tracing::Level::INFO),
-                );
+                .with_target(true)
+                .with_writer(writer);
             let _ = tracing_subscriber::registry().with(layer).try_init();
             lines
         })
@@ -468,8 +466,6 @@ impl std::io::Write for AuditWriter {
         Ok(())
     }
 }
-
-use tracing_subscriber::Layer as _;
 
 /// Every money-moving or erasing call leaves one audit line with the caller's name, and the
 /// journal keeps the caller; never the token, never a full phone number.
