@@ -49,7 +49,7 @@ impl Application {
         if auth.is_open() && !config.tls.is_mutual() {
             tracing::warn!("the gRPC API is OPEN: no PAYGATE_API_TOKENS and no mutual TLS");
         }
-        let store = Store::connect(&config.database.url)
+        let store = Store::connect(&config.database)
             .await
             .context("connecting to DATABASE_URL")?;
         store.migrate().await.context("migrating the database")?;
@@ -217,7 +217,7 @@ impl Application {
 
 /// Applies pending database migrations (`paygate migrate`; `build` does it too).
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let store = Store::connect(&config.database.url)
+    let store = Store::connect(&config.database)
         .await
         .context("connecting to DATABASE_URL")?;
     store.migrate().await.context("migrating the database")?;

@@ -40,6 +40,8 @@ use sqlx::{
 };
 use tokio::sync::{Mutex, MutexGuard};
 
+use crate::config;
+
 pub use change::{CommitResult, PaymentChange, Settlement};
 pub use operations::{JournalEntry, Journaled};
 pub use polling::DuePoll;
@@ -83,51 +85,71 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects to `url` (`sqlite://…` or `postgres://…`). SQLite runs in WAL mode with
+    /// Connects to `database.url` (`sqlite://…` or `postgres://…`). SQLite runs in WAL mode with
     /// `synchronous=FULL`: a committed write survives a power cut.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    ///
+    /// Every wait on the database is bounded by `database.statement_timeout`: taking a pooled
+    /// connection, SQLite's wait for its write lock, and on PostgreSQL each statement and each
+    /// transaction left idle. Without these a hung connection or a lock held elsewhere stops every
+    /// write for good while the process looks healthy; with them the write fails, the caller gets
+    /// UNAVAILABLE (a webhook 503, which Vipps retries) and the next write tries again.
+    pub async fn connect(database: &config::Database) -> Result<Self, StoreError> {
+        let url = database.url.as_str();
         if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)?;
-            let writer_lock = lock_single_writer(options.get_filename())?;
-            let options = options
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Full)
-                .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true);
-            let pool = SqlitePoolOptions::new()
-                .max_connections(4)
-                .connect_with(options)
-                .await?;
-            Ok(Self {
-                db: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
-                backend: DbBackend::Sqlite,
-                write_lock: Some(Arc::new(Mutex::new(()))),
-                writer_lock: Arc::new(std::sync::Mutex::new(writer_lock)),
-                closed: Arc::default(),
-            })
+            Self::connect_sqlite(url, database.statement_timeout).await
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            // Re-plan every statement with its actual parameters: a plan cached while the tables
-            // were small (a fresh database) would keep scanning them sequentially as they grow.
-            let options = PgConnectOptions::from_str(url)?
-                .options([("plan_cache_mode", "force_custom_plan")]);
-            let pool = PgPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(Duration::from_secs(5))
-                .connect_with(options)
-                .await?;
-            Ok(Self {
-                db: SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
-                backend: DbBackend::Postgres,
-                write_lock: None,
-                writer_lock: Arc::default(),
-                closed: Arc::default(),
-            })
+            Self::connect_postgres(url, database.statement_timeout).await
         } else {
             Err(StoreError::Corrupt(
                 "DATABASE_URL must start with sqlite: or postgres:".into(),
             ))
         }
+    }
+
+    async fn connect_sqlite(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?;
+        let writer_lock = lock_single_writer(options.get_filename())?;
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(timeout)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(timeout)
+            .connect_with(options)
+            .await?;
+        Ok(Self {
+            db: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
+            backend: DbBackend::Sqlite,
+            write_lock: Some(Arc::new(Mutex::new(()))),
+            writer_lock: Arc::new(std::sync::Mutex::new(writer_lock)),
+            closed: Arc::default(),
+        })
+    }
+
+    async fn connect_postgres(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+        let millis = timeout.as_millis().to_string();
+        // Re-plan every statement with its actual parameters: a plan cached while the tables
+        // were small (a fresh database) would keep scanning them sequentially as they grow.
+        let options = PgConnectOptions::from_str(url)?.options([
+            ("plan_cache_mode", "force_custom_plan"),
+            ("statement_timeout", millis.as_str()),
+            ("idle_in_transaction_session_timeout", millis.as_str()),
+        ]);
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(timeout)
+            .connect_with(options)
+            .await?;
+        Ok(Self {
+            db: SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
+            backend: DbBackend::Postgres,
+            write_lock: None,
+            writer_lock: Arc::default(),
+            closed: Arc::default(),
+        })
     }
 
     /// Applies pending migrations.

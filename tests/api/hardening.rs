@@ -1,0 +1,90 @@
+//! Hardening against a stuck database: a write held up by a lock fails within bounds.
+
+use std::time::Duration;
+
+use paygate::grpc::proto;
+
+use crate::helpers::*;
+
+/// The advisory lock every PostgreSQL write transaction of paygate takes ("pg" "lg").
+const EVENT_LOG_LOCK: i64 = 0x7067_6c67;
+
+/// Holds up every write paygate makes: each of its write transactions takes this lock first
+/// (`store::begin_write`). SQLite: `BEGIN IMMEDIATE` on another connection; PostgreSQL: the
+/// event-log advisory lock (0x7067_6c67, see `src/store/mod.rs`) in an open transaction.
+enum WriteLock {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl WriteLock {
+    async fn hold(database_url: &str) -> Self {
+        use sqlx::Connection;
+        if database_url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(database_url).await.unwrap();
+            sqlx::raw_sql("BEGIN IMMEDIATE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            WriteLock::Sqlite(conn)
+        } else {
+            let mut conn = sqlx::PgConnection::connect(database_url).await.unwrap();
+            let lock = format!("BEGIN; SELECT pg_advisory_xact_lock({EVENT_LOG_LOCK})");
+            sqlx::raw_sql(&lock).execute(&mut conn).await.unwrap();
+            WriteLock::Postgres(conn)
+        }
+    }
+
+    async fn release(self) {
+        use sqlx::Connection;
+        match self {
+            WriteLock::Sqlite(mut conn) => {
+                sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+            WriteLock::Postgres(mut conn) => {
+                sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+        }
+    }
+}
+
+fn authorized(reference: &str, value: i64) -> String {
+    webhook_body(
+        reference,
+        "AUTHORIZED",
+        &format!("psp-{reference}"),
+        value,
+        None,
+    )
+}
+
+async fn has_authorized(app: &mut TestApp, reference: &str) -> bool {
+    app.assert_events_once(reference)
+        .await
+        .iter()
+        .any(|e| e.name() == proto::PaymentEventName::Authorized)
+}
+
+#[tokio::test]
+async fn a_write_held_up_by_a_lock_fails_within_the_statement_timeout() {
+    let mut app = spawn_app_with(&[
+        ("VIPPS_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ("PAYGATE_DB_STATEMENT_TIMEOUT_MS", "1000"),
+    ])
+    .await;
+    let reference = app.create_push(10000).await.reference;
+    let body = authorized(&reference, 10000);
+    let lock = WriteLock::hold(&app.database_url).await;
+    // Without a bound the write would wait for the lock (SQLite: a fixed 10 s; PostgreSQL:
+    // for ever); this bound lies between the configured timeout and those.
+    let status = tokio::time::timeout(Duration::from_secs(5), app.post_webhook(&body))
+        .await
+        .expect("answered while the lock is still held");
+    assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    lock.release().await;
+    assert_eq!(app.post_webhook(&body).await, reqwest::StatusCode::OK);
+    assert!(has_authorized(&mut app, &reference).await);
+    app.stop().await;
+}
