@@ -134,7 +134,11 @@ impl Application {
         let store = self.payments.event_log().store().clone();
         self.spawn_background_work(&store, &token);
 
-        let readiness = Readiness::new(store.clone(), self.verifier.clone());
+        let readiness = Readiness::new(
+            self.payments.event_log(),
+            self.config.database.writer_stall,
+            self.verifier.clone(),
+        );
         let services = grpc::Services {
             payments: self.payments.clone(),
             qrs: MerchantQrs::new(self.vipps.clone()),

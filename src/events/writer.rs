@@ -6,6 +6,14 @@
 //! already queued); under load the queue fills while the previous commit's fsync runs, so batches
 //! grow by themselves.
 
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
 use tokio::sync::{mpsc, oneshot};
 
 use super::Feed;
@@ -25,7 +33,51 @@ pub enum WriteJob {
     Journal(JournalEntry, oneshot::Sender<Result<Journaled, StoreError>>),
 }
 
-pub async fn run(store: Store, mut queue: mpsc::Receiver<WriteJob>, feed: Feed) {
+/// Whether the writer is stuck: the time since it started the commit it is working on, if any.
+/// A commit that never finishes (a hung connection, a lock held elsewhere) stops every write
+/// while the database still answers pings, so readiness asks this too.
+#[derive(Clone)]
+pub struct WriterWatch {
+    origin: Instant,
+    /// Milliseconds from `origin` to the start of the current commit, plus one; 0 while idle.
+    busy_since: Arc<AtomicU64>,
+}
+
+impl WriterWatch {
+    pub fn new() -> Self {
+        Self {
+            origin: Instant::now(),
+            busy_since: Arc::default(),
+        }
+    }
+
+    /// How long the current commit has been running (None while the writer waits for work).
+    pub fn busy_for(&self) -> Option<Duration> {
+        match self.busy_since.load(Ordering::Acquire) {
+            0 => None,
+            since => {
+                let started = Duration::from_millis(since - 1);
+                Some(self.origin.elapsed().saturating_sub(started))
+            }
+        }
+    }
+
+    fn started(&self) {
+        let now = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.busy_since.store(now + 1, Ordering::Release);
+    }
+
+    fn finished(&self) {
+        self.busy_since.store(0, Ordering::Release);
+    }
+}
+
+pub async fn run(
+    store: Store,
+    mut queue: mpsc::Receiver<WriteJob>,
+    feed: Feed,
+    watch: WriterWatch,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.recv().await {
         batch.push(first);
@@ -49,7 +101,10 @@ pub async fn run(store: Store, mut queue: mpsc::Receiver<WriteJob>, feed: Feed) 
                 }
             }
         }
-        match store.write_batch(entries, changes).await {
+        watch.started();
+        let written = store.write_batch(entries, changes).await;
+        watch.finished();
+        match written {
             Ok((started, results)) => {
                 for event in results.iter().flat_map(|r| r.appended.iter()) {
                     metrics::counter!("paygate_events_appended_total", "source" => event.event.source.as_str())

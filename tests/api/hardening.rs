@@ -1,8 +1,13 @@
-//! Hardening against a stuck database: a write held up by a lock fails within bounds.
+//! Hardening against a stuck database: a write held up by a lock fails within bounds, and
+//! readiness says when the writer is stuck.
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use paygate::grpc::proto;
+use tonic::transport::Channel;
+use tonic_health::pb::{
+    health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+};
 
 use crate::helpers::*;
 
@@ -85,6 +90,52 @@ async fn a_write_held_up_by_a_lock_fails_within_the_statement_timeout() {
     assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE);
     lock.release().await;
     assert_eq!(app.post_webhook(&body).await, reqwest::StatusCode::OK);
+    assert!(has_authorized(&mut app, &reference).await);
+    app.stop().await;
+}
+
+async fn grpc_serving(addr: SocketAddr) -> bool {
+    let Ok(channel) = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+    else {
+        return false;
+    };
+    HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .is_ok_and(|r| r.into_inner().status() == ServingStatus::Serving)
+}
+
+#[tokio::test]
+async fn readiness_fails_while_the_writer_is_stuck_and_recovers() {
+    let mut app = spawn_app_with(&[
+        ("VIPPS_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ("PAYGATE_WRITER_STALL_MS", "200"),
+        ("PAYGATE_DB_STATEMENT_TIMEOUT_MS", "30000"),
+    ])
+    .await;
+    let reference = app.create_push(10000).await.reference;
+    eventually("ready at first", || app.ready()).await;
+    let body = authorized(&reference, 10000);
+    let lock = WriteLock::hold(&app.database_url).await;
+    let (status, ()) = tokio::join!(app.post_webhook(&body), async {
+        eventually("/readyz fails while the writer is stuck", || async {
+            !app.ready().await
+        })
+        .await;
+        eventually("gRPC health is NOT_SERVING", || async {
+            !grpc_serving(app.grpc_addr).await
+        })
+        .await;
+        lock.release().await;
+        eventually("/readyz recovers", || app.ready()).await;
+        eventually("gRPC health recovers", || grpc_serving(app.grpc_addr)).await;
+    });
+    assert_eq!(status, reqwest::StatusCode::OK, "the webhook committed");
     assert!(has_authorized(&mut app, &reference).await);
     app.stop().await;
 }
