@@ -71,6 +71,51 @@ pub enum StoreError {
     Unavailable(String),
 }
 
+impl StoreError {
+    /// Whether the database refused this particular work (a constraint, a trigger, a value it
+    /// cannot store) rather than failing whatever it is given (connection lost, a timeout, a lock
+    /// held elsewhere). Only a refusal is worth retrying a batch's jobs one by one; anything else
+    /// would make each of them wait for the same failure.
+    pub fn is_refusal(&self) -> bool {
+        use sea_orm::RuntimeErr;
+        let database = match self {
+            StoreError::Corrupt(_) => return true,
+            StoreError::Sqlx(sqlx::Error::Database(e))
+            | StoreError::Db(
+                DbErr::Exec(RuntimeErr::SqlxError(sqlx::Error::Database(e)))
+                | DbErr::Query(RuntimeErr::SqlxError(sqlx::Error::Database(e))),
+            ) => e,
+            _ => return false,
+        };
+        let code = database.code().unwrap_or_default();
+        if database
+            .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+            .is_some()
+        {
+            sqlite_refused(&code)
+        } else {
+            postgres_refused(&code)
+        }
+    }
+}
+
+/// SQLite primary result codes (the low byte of the extended code) that refuse the data:
+/// 18 TOOBIG, 19 CONSTRAINT (a trigger's RAISE too), 20 MISMATCH. BUSY, LOCKED, IOERR and FULL
+/// are not refusals.
+fn sqlite_refused(code: &str) -> bool {
+    code.parse::<i32>()
+        .is_ok_and(|extended| matches!(extended & 0xff, 18..=20))
+}
+
+/// PostgreSQL SQLSTATE classes that refuse the data: 22 data exception, 23 integrity constraint
+/// violation, P0 raised by a PL/pgSQL function (a trigger). Timeouts (57014), lock waits,
+/// serialization failures and lost connections are not refusals.
+fn postgres_refused(sqlstate: &str) -> bool {
+    ["22", "23", "P0"]
+        .iter()
+        .any(|class| sqlstate.starts_with(class))
+}
+
 /// The database and how to write to it safely.
 #[derive(Clone)]
 pub struct Store {
@@ -257,6 +302,34 @@ impl From<StoreError> for crate::domain::PaygateError {
                 tracing::error!(error = %e, "database failure");
                 PaygateError::Unavailable("the database is unavailable; retry later".into())
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{postgres_refused, sqlite_refused};
+
+    #[test]
+    fn refusals_are_told_from_failures() {
+        // SQLite extended codes: CONSTRAINT_TRIGGER, CONSTRAINT_UNIQUE, MISMATCH, TOOBIG.
+        for code in ["1811", "2067", "20", "18"] {
+            assert!(sqlite_refused(code), "{code}");
+        }
+        // BUSY, BUSY_SNAPSHOT, LOCKED, IOERR_WRITE, FULL, CANTOPEN.
+        for code in ["5", "517", "6", "778", "13", "14", ""] {
+            assert!(!sqlite_refused(code), "{code}");
+        }
+        // raise_exception, unique_violation, string_data_right_truncation.
+        for code in ["P0001", "23505", "22001"] {
+            assert!(postgres_refused(code), "{code}");
+        }
+        // query_canceled (statement_timeout), idle_in_transaction_session_timeout, lock wait,
+        // serialization, deadlock, admin shutdown, connection failure.
+        for code in [
+            "57014", "25P03", "55P03", "40001", "40P01", "57P01", "08006", "",
+        ] {
+            assert!(!postgres_refused(code), "{code}");
         }
     }
 }

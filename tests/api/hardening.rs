@@ -1,5 +1,5 @@
-//! Hardening against a stuck database: a write held up by a lock fails within bounds, and
-//! readiness says when the writer is stuck.
+//! Hardening against a stuck database and a poison change: one bad change cannot fail its
+//! neighbours, a write held up by a lock fails within bounds, and readiness says so.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -137,5 +137,96 @@ async fn readiness_fails_while_the_writer_is_stuck_and_recovers() {
     });
     assert_eq!(status, reqwest::StatusCode::OK, "the webhook committed");
     assert!(has_authorized(&mut app, &reference).await);
+    app.stop().await;
+}
+
+/// Makes the database refuse every event of `reference` (a trigger that raises).
+async fn refuse_events_of(database_url: &str, reference: &str) {
+    use sqlx::Connection;
+    if database_url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(database_url).await.unwrap();
+        let trigger = format!(
+            "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.reference = '{reference}' \
+             BEGIN SELECT RAISE(ABORT, 'poison'); END"
+        );
+        sqlx::raw_sql(&trigger).execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+    } else {
+        let mut conn = sqlx::PgConnection::connect(database_url).await.unwrap();
+        let function = format!(
+            "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.reference = '{reference}' THEN RAISE EXCEPTION 'poison'; END IF; \
+             RETURN NEW; END $$"
+        );
+        sqlx::raw_sql(&function).execute(&mut conn).await.unwrap();
+        sqlx::raw_sql(
+            "CREATE TRIGGER poison BEFORE INSERT ON events FOR EACH ROW \
+             EXECUTE FUNCTION refuse_poison()",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_poison_change_fails_alone_and_its_batch_neighbours_commit() {
+    let mut app = spawn_app_with(&[
+        ("VIPPS_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ("PAYGATE_WRITER_STALL_MS", "50"),
+        ("PAYGATE_DB_STATEMENT_TIMEOUT_MS", "30000"),
+    ])
+    .await;
+    let mut good = Vec::new();
+    for _ in 0..4 {
+        good.push(app.create_push(10000).await.reference);
+    }
+    let poison = format!("poison-{}", uuid::Uuid::new_v4().simple());
+    refuse_events_of(&app.database_url, &poison).await;
+
+    // The first webhook takes the writer, which waits for the lock (readiness says when); the
+    // poison and the others queue behind it meanwhile and become the next batch, together.
+    let lock = WriteLock::hold(&app.database_url).await;
+    let first = authorized(&good[0], 10000);
+    let mut rest: Vec<String> = good[1..].iter().map(|r| authorized(r, 10000)).collect();
+    rest.insert(1, authorized(&poison, 10000));
+    let (first_status, statuses) = tokio::join!(app.post_webhook(&first), async {
+        eventually("the writer holds the first webhook", || async {
+            !app.ready().await
+        })
+        .await;
+        let posts = futures::future::join_all(rest.iter().map(|body| app.post_webhook(body)));
+        let release = async {
+            // Lets the concurrent posts reach the writer's queue; what is asserted does not
+            // depend on it, only whether they share one batch.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            lock.release().await;
+        };
+        tokio::join!(posts, release).0
+    });
+
+    assert_eq!(first_status, reqwest::StatusCode::OK);
+    assert_eq!(
+        statuses[1],
+        reqwest::StatusCode::SERVICE_UNAVAILABLE,
+        "the poison"
+    );
+    for (i, status) in statuses.iter().enumerate().filter(|(i, _)| *i != 1) {
+        assert_eq!(*status, reqwest::StatusCode::OK, "good webhook {i}");
+    }
+    for reference in &good {
+        assert!(has_authorized(&mut app, reference).await, "{reference}");
+    }
+    assert!(app.events(&poison).await.is_empty());
+    let refs: Vec<&str> = good.iter().map(String::as_str).collect();
+    let mut stream = app.subscribe(Some(0), &refs).await;
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < good.len() {
+        let event = next_event(&mut stream).await;
+        if event.name() == proto::PaymentEventName::Authorized {
+            seen.insert(event.reference);
+        }
+    }
     app.stop().await;
 }
