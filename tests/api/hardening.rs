@@ -1,10 +1,10 @@
-//! Hardening against a stuck database and a poison change: one bad change cannot fail its
-//! neighbours, a write held up by a lock fails within bounds, and readiness says so.
+//! Hostile clients and a stuck database: one bad change cannot fail its neighbours, a write held
+//! up by a lock fails within bounds and readiness says so, and metrics labels stay bounded.
 
 use std::{net::SocketAddr, time::Duration};
 
 use paygate::grpc::proto;
-use tonic::transport::Channel;
+use tonic::{transport::Channel, Code};
 use tonic_health::pb::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
 };
@@ -228,5 +228,54 @@ async fn a_poison_change_fails_alone_and_its_batch_neighbours_commit() {
             seen.insert(event.reference);
         }
     }
+    app.stop().await;
+}
+
+/// One unary call to any path, with an empty body and no token.
+async fn call_path(channel: Channel, path: String) -> Code {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::try_from(path).unwrap();
+    match grpc
+        .unary(tonic::Request::new(Vec::new()), path, RawCodec)
+        .await
+    {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+#[tokio::test]
+async fn unknown_grpc_paths_do_not_become_metrics_labels() {
+    let app = spawn_app_with(&[("PAYGATE_API_TOKENS", "fare:fare-system-token-0123456789")]).await;
+    let channel = Channel::from_shared(format!("http://{}", app.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    for i in 0..40 {
+        for path in [
+            format!("/paygate.v1.Nope{i}/X"),
+            format!("/grpc.nope{i}.Y/Z"),
+            format!("/paygate.v1.PaymentService/Nope{i}"),
+        ] {
+            assert_ne!(call_path(channel.clone(), path).await, Code::Ok);
+        }
+    }
+    let served = "/grpc.health.v1.Health/Check".to_owned();
+    assert_eq!(call_path(channel, served).await, Code::Ok);
+    let text = app
+        .http()
+        .get(format!("{}/metrics", app.http_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("Nope"), "unknown paths became labels");
+    assert!(!text.contains("grpc.nope"), "unknown paths became labels");
+    assert!(text.contains(r#"method="other""#));
+    assert!(text.contains(r#"method="/grpc.health.v1.Health/Check""#));
     app.stop().await;
 }
