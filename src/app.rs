@@ -160,12 +160,13 @@ impl Application {
             verifier: self.verifier.clone(),
             log: self.payments.event_log().clone(),
         };
-        let router = http::router(http::HttpState::new(readiness.clone(), ingest));
+        let router = http::router(
+            http::HttpState::new(readiness.clone(), ingest),
+            &self.config.http,
+        );
         let http = async {
-            axum::serve(self.http_listener, router)
-                .with_graceful_shutdown(token.clone().cancelled_owned())
-                .await
-                .context("HTTP server")
+            http::serve(self.http_listener, router, &self.config.http, token.clone()).await;
+            anyhow::Ok(())
         };
 
         tracing::info!(webhook_url = %self.webhook_url, "paygate is serving");

@@ -86,6 +86,10 @@ fn describe() {
         "gRPC calls refused for a missing or wrong token"
     );
     describe_counter!(
+        "paygate_http_connections_refused_total",
+        "sidecar connections closed at once: PAYGATE_HTTP_MAX_CONNECTIONS were open"
+    );
+    describe_counter!(
         "paygate_webhooks_received_total",
         "webhook requests received"
     );

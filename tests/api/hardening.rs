@@ -1,9 +1,14 @@
 //! Hostile clients and a stuck database: one bad change cannot fail its neighbours, a write held
-//! up by a lock fails within bounds and readiness says so, and metrics labels stay bounded.
+//! up by a lock fails within bounds and readiness says so, metrics labels stay bounded, and the
+//! HTTP sidecar cuts off slow and surplus clients.
 
 use std::{net::SocketAddr, time::Duration};
 
 use paygate::grpc::proto;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
 use tonic::{transport::Channel, Code};
 use tonic_health::pb::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
@@ -13,6 +18,9 @@ use crate::helpers::*;
 
 /// The advisory lock every PostgreSQL write transaction of paygate takes ("pg" "lg").
 const EVENT_LOG_LOCK: i64 = 0x7067_6c67;
+
+/// A bound against hanging, never a timing assertion.
+const BOUND: Duration = Duration::from_secs(20);
 
 /// Holds up every write paygate makes: each of its write transactions takes this lock first
 /// (`store::begin_write`). SQLite: `BEGIN IMMEDIATE` on another connection; PostgreSQL: the
@@ -278,4 +286,147 @@ async fn unknown_grpc_paths_do_not_become_metrics_labels() {
     assert!(text.contains(r#"method="other""#));
     assert!(text.contains(r#"method="/grpc.health.v1.Health/Check""#));
     app.stop().await;
+}
+
+fn http_addr(app: &TestApp) -> SocketAddr {
+    app.http_url.trim_start_matches("http://").parse().unwrap()
+}
+
+/// Reads until the server closes the connection (EOF or reset); what it sent before.
+async fn read_until_closed(stream: &mut TcpStream) -> String {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(BOUND, stream.read(&mut buf))
+            .await
+            .expect("the server closes the connection within the bound")
+        {
+            Ok(0) | Err(_) => return String::from_utf8_lossy(&seen).into_owned(),
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// `GET /healthz` on an open connection (keep-alive); true when answered 200.
+async fn healthz_on(stream: &mut TcpStream) -> bool {
+    let request = "GET /healthz HTTP/1.1\r\nHost: paygate\r\n\r\n";
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 1024];
+    match tokio::time::timeout(BOUND, stream.read(&mut buf)).await {
+        Ok(Ok(n)) if n > 0 => String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        _ => false,
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_stops_mid_request_line_is_disconnected() {
+    let app = spawn_app_with(&[("PAYGATE_HTTP_HEADER_TIMEOUT_MS", "300")]).await;
+    let mut slow = TcpStream::connect(http_addr(&app)).await.unwrap();
+    slow.write_all(b"POST /webhooks/vi").await.unwrap();
+    let answer = read_until_closed(&mut slow).await;
+    assert!(!answer.contains(" 200 "), "{answer}");
+    // A silent client too.
+    let mut silent = TcpStream::connect(http_addr(&app)).await.unwrap();
+    read_until_closed(&mut silent).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn over_the_connection_cap_a_connection_is_closed_until_one_closes() {
+    let app = spawn_app_with(&[
+        ("PAYGATE_HTTP_MAX_CONNECTIONS", "2"),
+        ("PAYGATE_HTTP_HEADER_TIMEOUT_MS", "30000"),
+    ])
+    .await;
+    let addr = http_addr(&app);
+    // Accepted in the order they connect: these two take both slots.
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    let second = TcpStream::connect(addr).await.unwrap();
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    let _ = third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: paygate\r\n\r\n")
+        .await;
+    let answer = read_until_closed(&mut third).await;
+    assert!(answer.is_empty(), "over the cap, yet served: {answer}");
+    assert!(healthz_on(&mut first).await, "the open ones are served");
+    drop(second);
+    eventually("a new connection is served once one closed", || async {
+        match TcpStream::connect(addr).await {
+            Ok(mut fresh) => healthz_on(&mut fresh).await,
+            Err(_) => false,
+        }
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_webhook_past_its_timeout_is_503_and_its_retry_is_recorded_once() {
+    let mut app = spawn_app_with(&[
+        ("VIPPS_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ("PAYGATE_WEBHOOK_TIMEOUT_MS", "300"),
+        ("PAYGATE_DB_STATEMENT_TIMEOUT_MS", "30000"),
+    ])
+    .await;
+    let reference = app.create_push(10000).await.reference;
+    let body = authorized(&reference, 10000);
+    let lock = WriteLock::hold(&app.database_url).await;
+    // The database would make it wait 30 s; this bound lies between that and the deadline.
+    let status = tokio::time::timeout(Duration::from_secs(10), app.post_webhook(&body))
+        .await
+        .expect("answered while the lock is still held");
+    assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    lock.release().await;
+    // The first delivery's commit may land after its 503: the retry is then a duplicate.
+    eventually("the retry is accepted", || async {
+        app.post_webhook(&body).await == reqwest::StatusCode::OK
+    })
+    .await;
+    assert!(has_authorized(&mut app, &reference).await);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_in_flight_webhook_finishes_at_shutdown() {
+    let mut app = spawn_app_with(&[
+        ("VIPPS_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ("PAYGATE_WRITER_STALL_MS", "50"),
+        ("PAYGATE_DB_STATEMENT_TIMEOUT_MS", "30000"),
+        ("PAYGATE_SHUTDOWN_GRACE_MS", "20000"),
+    ])
+    .await;
+    let reference = app.create_push(10000).await.reference;
+    let body = authorized(&reference, 10000);
+    let lock = WriteLock::hold(&app.database_url).await;
+    let webhook = {
+        let date = http_date(chrono::Utc::now());
+        let signed = app.sign(WEBHOOK_SECRET, body.as_bytes(), &date);
+        let request = app
+            .http()
+            .post(format!("{}/webhooks/vipps", app.http_url))
+            .header("x-ms-date", date)
+            .header("x-ms-content-sha256", signed.content_hash)
+            .header("Authorization", signed.authorization)
+            .header("Content-Type", "application/json")
+            .body(body.clone());
+        tokio::spawn(async move { request.send().await.map(|r| r.status()) })
+    };
+    eventually("the writer holds the webhook", || async {
+        !app.ready().await
+    })
+    .await;
+    app.signal_stop();
+    lock.release().await;
+    let status = webhook
+        .await
+        .unwrap()
+        .expect("answered before the sidecar stops");
+    assert_eq!(status, reqwest::StatusCode::OK);
+    let url = app.database_url.clone();
+    let dir = app.stop().await;
+    let mut again = spawn_on(dir, url, &[]).await;
+    assert!(has_authorized(&mut again, &reference).await);
+    again.stop().await;
 }
