@@ -12,7 +12,7 @@ use url::Url;
 use crate::{
     auth::Authenticator,
     config::Config,
-    events::EventLog,
+    events::{EventLog, SubscriberSlots},
     grpc::{self, StreamSettings},
     health::Readiness,
     http,
@@ -147,6 +147,7 @@ impl Application {
             streams: StreamSettings {
                 heartbeat: self.config.grpc.heartbeat,
                 shutdown: token.clone(),
+                subscribers: SubscriberSlots::new(self.config.grpc.max_subscribers),
             },
         };
         let grpc = grpc::serve(

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use writer::WriteJob;
 
 pub use feed::Feed;
-pub use stream::{Filter, StreamItem};
+pub use stream::{Filter, StreamItem, SubscriberSlots};
 pub use writer::WriterWatch;
 
 use crate::store::{CommitResult, JournalEntry, Journaled, PaymentChange, Store, StoreError};

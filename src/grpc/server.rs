@@ -67,6 +67,10 @@ pub async fn serve(
     .context("reading the served gRPC methods from their descriptors")?;
     let mut builder = tonic::transport::Server::builder()
         .timeout(grpc.request_timeout)
+        // Pings find peers that vanished without closing (a dead NAT entry, a pulled cable):
+        // their connections, and the event streams and subscriber slots on them, are closed.
+        .http2_keepalive_interval(Some(grpc.keepalive))
+        .http2_keepalive_timeout(Some(grpc.keepalive))
         .concurrency_limit_per_connection(grpc.concurrency_limit as usize)
         .max_concurrent_streams(Some(grpc.max_concurrent_streams));
     if let Some(tls) = tls_config(tls)? {

@@ -1,10 +1,11 @@
 //! Hostile clients and a stuck database: one bad change cannot fail its neighbours, a write held
-//! up by a lock fails within bounds and readiness says so, metrics labels stay bounded, and the
-//! HTTP sidecar cuts off slow and surplus clients.
+//! up by a lock fails within bounds and readiness says so, metrics labels stay bounded, the HTTP
+//! sidecar cuts off slow and surplus clients, and event streams are capped and freed when their
+//! peer vanishes.
 
 use std::{net::SocketAddr, time::Duration};
 
-use paygate::grpc::proto;
+use paygate::grpc::proto::{self, payment_service_client::PaymentServiceClient};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -14,7 +15,10 @@ use tonic_health::pb::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
 };
 
-use crate::helpers::*;
+use crate::helpers::{
+    proxy::{Mode, Proxy},
+    *,
+};
 
 /// The advisory lock every PostgreSQL write transaction of paygate takes ("pg" "lg").
 const EVENT_LOG_LOCK: i64 = 0x7067_6c67;
@@ -429,4 +433,62 @@ async fn an_in_flight_webhook_finishes_at_shutdown() {
     let mut again = spawn_on(dir, url, &[]).await;
     assert!(has_authorized(&mut again, &reference).await);
     again.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_over_the_cap_is_refused_and_a_vanished_peer_frees_its_slot() {
+    let mut app = spawn_app_with(&[
+        ("VIPPS_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ("PAYGATE_MAX_SUBSCRIBERS", "1"),
+        ("PAYGATE_GRPC_KEEPALIVE_MS", "300"),
+    ])
+    .await;
+    let proxy = Proxy::start(app.grpc_addr).await;
+    let mut far = PaymentServiceClient::connect(format!("http://{}", proxy.addr()))
+        .await
+        .unwrap();
+    let request = || proto::StreamPaymentEventsRequest {
+        references: vec![],
+        names: vec![],
+        after_sequence: None,
+    };
+    let mut held = far
+        .stream_payment_events(request())
+        .await
+        .unwrap()
+        .into_inner();
+
+    let refused = app
+        .client
+        .stream_payment_events(request())
+        .await
+        .expect_err("over the cap");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(
+        refused.message().contains("PAYGATE_MAX_SUBSCRIBERS"),
+        "{refused:?}"
+    );
+    // The stream holding the slot is untouched.
+    let reference = app.create_push(10000).await.reference;
+    assert_eq!(
+        app.post_webhook(authorized(&reference, 10000)).await,
+        reqwest::StatusCode::OK
+    );
+    loop {
+        let event = next_event(&mut held).await;
+        if event.reference == reference && event.name() == proto::PaymentEventName::Authorized {
+            break;
+        }
+    }
+
+    // The peer vanishes: keepalive pings go unanswered and paygate closes its connection.
+    proxy.set(Mode::Blackhole);
+    let client = app.client.clone();
+    eventually("a new subscriber gets the freed slot", || {
+        let mut client = client.clone();
+        async move { client.stream_payment_events(request()).await.is_ok() }
+    })
+    .await;
+    drop(held);
+    app.stop().await;
 }
