@@ -12,7 +12,7 @@ use url::Url;
 use crate::{
     auth::Authenticator,
     config::Config,
-    events::EventLog,
+    events::{EventLog, SubscriberSlots},
     grpc::{self, StreamSettings},
     health::Readiness,
     http,
@@ -49,7 +49,7 @@ impl Application {
         if auth.is_open() {
             tracing::warn!("the gRPC API is OPEN: no PAYGATE_API_TOKENS and no mutual TLS");
         }
-        let store = Store::connect(&config.database.url)
+        let store = Store::connect(&config.database)
             .await
             .context("connecting to DATABASE_URL")?;
         store.migrate().await.context("migrating the database")?;
@@ -138,7 +138,11 @@ impl Application {
         let store = self.payments.event_log().store().clone();
         self.spawn_background_work(&store, &token);
 
-        let readiness = Readiness::new(store.clone(), self.verifier.clone());
+        let readiness = Readiness::new(
+            self.payments.event_log(),
+            self.config.database.writer_stall,
+            self.verifier.clone(),
+        );
         let services = grpc::Services {
             payments: self.payments.clone(),
             qrs: MerchantQrs::new(self.vipps.clone()),
@@ -147,6 +151,7 @@ impl Application {
             streams: StreamSettings {
                 heartbeat: self.config.grpc.heartbeat,
                 shutdown: token.clone(),
+                subscribers: SubscriberSlots::new(self.config.grpc.max_subscribers),
             },
         };
         let grpc = grpc::serve(
@@ -160,12 +165,13 @@ impl Application {
             verifier: self.verifier.clone(),
             log: self.payments.event_log().clone(),
         };
-        let router = http::router(http::HttpState::new(readiness.clone(), ingest));
+        let router = http::router(
+            http::HttpState::new(readiness.clone(), ingest),
+            &self.config.http,
+        );
         let http = async {
-            axum::serve(self.http_listener, router)
-                .with_graceful_shutdown(token.clone().cancelled_owned())
-                .await
-                .context("HTTP server")
+            http::serve(self.http_listener, router, &self.config.http, token.clone()).await;
+            anyhow::Ok(())
         };
 
         tracing::info!(webhook_url = %self.webhook_url, "paygate is serving");
@@ -227,7 +233,7 @@ impl Application {
 
 /// Applies pending database migrations (`paygate migrate`; `build` does it too).
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let store = Store::connect(&config.database.url)
+    let store = Store::connect(&config.database)
         .await
         .context("connecting to DATABASE_URL")?;
     store.migrate().await.context("migrating the database")?;

@@ -1,5 +1,6 @@
-//! Readiness: the database answers, a webhook secret is in place, and paygate is not shutting
-//! down. The same answer feeds gRPC health (`grpc.health.v1`) and HTTP `/readyz`.
+//! Readiness: the database answers, the event writer is not stuck in a commit, a webhook secret
+//! is in place, and paygate is not shutting down. The same answer feeds gRPC health
+//! (`grpc.health.v1`) and HTTP `/readyz`.
 
 use std::{
     sync::{
@@ -12,7 +13,11 @@ use std::{
 use tokio_util::sync::CancellationToken;
 use tonic_health::{server::HealthReporter, ServingStatus};
 
-use crate::{store::Store, webhooks::Verifier};
+use crate::{
+    events::{EventLog, WriterWatch},
+    store::Store,
+    webhooks::Verifier,
+};
 
 /// The gRPC services whose health is reported (besides the overall "" entry).
 const SERVICES: &[&str] = &[
@@ -24,14 +29,20 @@ const SERVICES: &[&str] = &[
 #[derive(Clone)]
 pub struct Readiness {
     store: Store,
+    writer: WriterWatch,
+    /// How long the writer may work on one commit before paygate reports itself not ready: a
+    /// database that answers pings can still hold every write (a hung connection, a lock).
+    writer_stall: Duration,
     verifier: Verifier,
     draining: Arc<AtomicBool>,
 }
 
 impl Readiness {
-    pub fn new(store: Store, verifier: Verifier) -> Self {
+    pub fn new(log: &EventLog, writer_stall: Duration, verifier: Verifier) -> Self {
         Self {
-            store,
+            store: log.store().clone(),
+            writer: log.writer().clone(),
+            writer_stall,
             verifier,
             draining: Arc::default(),
         }
@@ -44,6 +55,13 @@ impl Readiness {
         }
         if !self.verifier.has_secret() {
             return Err("no webhook secret yet");
+        }
+        if self
+            .writer
+            .busy_for()
+            .is_some_and(|busy| busy > self.writer_stall)
+        {
+            return Err("event writer stalled: a commit is not finishing");
         }
         self.store.ping().await.map_err(|_| "database unavailable")
     }

@@ -6,7 +6,7 @@
 use chrono::Utc;
 
 use crate::{
-    config::Secret,
+    config::{self, Secret},
     domain::{Aggregate, Currency, Money, Payment, PaymentState, Reference, UserFlow},
     store::Store,
     vipps::{VippsClient, VippsConfig},
@@ -21,9 +21,19 @@ pub async fn fresh_store(dir: &tempfile::TempDir) -> (Store, String) {
             dir.path().join("paygate.db").display()
         ),
     };
-    let store = Store::connect(&url).await.unwrap();
+    let store = Store::connect(&database(&url)).await.unwrap();
     store.migrate().await.unwrap();
     (store, url)
+}
+
+/// The database section of a configuration with every default but the URL (the environment
+/// ignored).
+pub fn database(url: &str) -> config::Database {
+    use clap::{Args as _, FromArgMatches as _};
+    let command = config::Database::augment_args(clap::Command::new("test").no_binary_name(true))
+        .mut_args(|a| a.env(None));
+    let matches = command.try_get_matches_from(["--url", url]).unwrap();
+    config::Database::from_arg_matches(&matches).unwrap()
 }
 
 async fn fresh_postgres(admin: &str) -> String {

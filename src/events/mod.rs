@@ -18,7 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 use writer::WriteJob;
 
 pub use feed::Feed;
-pub use stream::{Filter, StreamItem};
+pub use stream::{Filter, StreamItem, SubscriberSlots};
+pub use writer::WriterWatch;
 
 use crate::store::{CommitResult, JournalEntry, Journaled, PaymentChange, Store, StoreError};
 
@@ -28,6 +29,7 @@ pub struct EventLog {
     store: Store,
     jobs: mpsc::Sender<WriteJob>,
     feed: Feed,
+    writer: WriterWatch,
 }
 
 impl EventLog {
@@ -35,9 +37,20 @@ impl EventLog {
     pub async fn start(store: Store) -> Result<Self, StoreError> {
         let feed = Feed::start(store.clone()).await?;
         let (jobs, queue) = mpsc::channel(writer::QUEUE);
-        tokio::spawn(writer::run(store.clone(), queue, feed.clone()));
+        let watch = WriterWatch::new();
+        tokio::spawn(writer::run(
+            store.clone(),
+            queue,
+            feed.clone(),
+            watch.clone(),
+        ));
         listener::spawn(store.clone(), feed.clone());
-        Ok(Self { store, jobs, feed })
+        Ok(Self {
+            store,
+            jobs,
+            feed,
+            writer: watch,
+        })
     }
 
     pub fn store(&self) -> &Store {
@@ -46,6 +59,11 @@ impl EventLog {
 
     pub fn feed(&self) -> &Feed {
         &self.feed
+    }
+
+    /// Whether the group-commit writer is stuck in a commit (for readiness).
+    pub fn writer(&self) -> &WriterWatch {
+        &self.writer
     }
 
     /// Commits a change durably (grouped with concurrent ones) and returns what it did.

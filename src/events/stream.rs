@@ -10,7 +10,7 @@
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::Feed;
@@ -53,17 +53,57 @@ pub enum StreamItem {
     },
 }
 
-/// Starts a subscriber task; its items arrive on the returned channel until the client goes
-/// away, or `shutdown` fires (then a final `Unavailable` tells the client to reconnect).
+/// The cap on event streams open at once, over all connections (`PAYGATE_MAX_SUBSCRIBERS`):
+/// each subscriber task holds one slot for as long as it lives, so memory stays bounded however
+/// many streams clients open, and a closed (or keepalive-dropped) stream frees its slot.
+#[derive(Clone)]
+pub struct SubscriberSlots {
+    slots: Arc<Semaphore>,
+    max: u32,
+}
+
+/// One open stream's place under the cap, given back when dropped.
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl SubscriberSlots {
+    pub fn new(max: u32) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(max as usize)),
+            max,
+        }
+    }
+
+    /// A slot, or RESOURCE_EXHAUSTED naming the limit when every one is taken.
+    pub fn take(&self) -> Result<Slot, PaygateError> {
+        Arc::clone(&self.slots)
+            .try_acquire_owned()
+            .map(|permit| Slot { _permit: permit })
+            .map_err(|_| {
+                PaygateError::ResourceExhausted(format!(
+                    "{} event streams are open, the most this paygate serves \
+                     (PAYGATE_MAX_SUBSCRIBERS); retry later or on another replica",
+                    self.max
+                ))
+            })
+    }
+}
+
+/// Starts a subscriber task, which holds `slot` while it runs; its items arrive on the returned
+/// channel until the client goes away, or `shutdown` fires (then a final `Unavailable` tells the
+/// client to reconnect).
 pub fn subscribe(
     feed: Feed,
     store: Store,
     filter: Filter,
     heartbeat: Duration,
     shutdown: CancellationToken,
+    slot: Slot,
 ) -> mpsc::Receiver<Result<StreamItem, PaygateError>> {
     let (tx, rx) = mpsc::channel(CHANNEL);
     tokio::spawn(async move {
+        let _slot = slot;
         let _gauge = SubscriberGauge::new();
         let mut cursor = filter.after_sequence.unwrap_or_else(|| feed.latest());
         if filter.after_sequence.is_some() {

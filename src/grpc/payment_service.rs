@@ -16,7 +16,7 @@ use super::{
 use crate::{
     auth::{Caller, Scope},
     domain::{PaygateError, Payment},
-    events::{stream, StreamItem},
+    events::{stream, StreamItem, SubscriberSlots},
     payments::Payments,
 };
 use tokio_stream::{wrappers::ReceiverStream, StreamExt as _};
@@ -28,6 +28,8 @@ pub struct StreamSettings {
     pub heartbeat: std::time::Duration,
     /// Fires at shutdown: streams end with UNAVAILABLE so clients reconnect with their cursor.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The cap on streams open at once; one more gets RESOURCE_EXHAUSTED.
+    pub subscribers: SubscriberSlots,
 }
 
 /// The tonic service over the payment lifecycle.
@@ -240,6 +242,7 @@ impl proto::payment_service_server::PaymentService for PaymentApi {
     ) -> Result<Response<Self::StreamPaymentEventsStream>, Status> {
         let pii = Call::of(&request, Scope::Events)?.pii;
         let filter = validate::stream_filter(request.get_ref()).map_err(to_status)?;
+        let slot = self.streams.subscribers.take().map_err(to_status)?;
         let log = self.payments.event_log();
         let items = stream::subscribe(
             log.feed().clone(),
@@ -247,6 +250,7 @@ impl proto::payment_service_server::PaymentService for PaymentApi {
             filter,
             self.streams.heartbeat,
             self.streams.shutdown.clone(),
+            slot,
         );
         let out = ReceiverStream::new(items).map(move |item| match item {
             Ok(StreamItem::Event(event)) => Ok(proto::StreamPaymentEventsResponse {

@@ -57,8 +57,20 @@ pub async fn serve(
     let qrs = MerchantQrApi::new(services.qrs)
         .into_server()
         .max_decoding_message_size(max);
+    // Every method served below, and nothing else, may become a metrics label.
+    let served = telemetry::prometheus::served_methods(&[
+        proto::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ])
+    .context("reading the served gRPC methods from their descriptors")?;
     let mut builder = tonic::transport::Server::builder()
         .timeout(grpc.request_timeout)
+        // Pings find peers that vanished without closing (a dead NAT entry, a pulled cable):
+        // their connections, and the event streams and subscriber slots on them, are closed.
+        .http2_keepalive_interval(Some(grpc.keepalive))
+        .http2_keepalive_timeout(Some(grpc.keepalive))
         .concurrency_limit_per_connection(grpc.concurrency_limit as usize)
         .max_concurrent_streams(Some(grpc.max_concurrent_streams));
     if let Some(tls) = tls_config(tls)? {
@@ -66,7 +78,7 @@ pub async fn serve(
     }
     // Health and reflection stay open (probes and grpcurl); the API needs a caller.
     builder
-        .layer(telemetry::prometheus::GrpcMetricsLayer)
+        .layer(telemetry::prometheus::GrpcMetricsLayer::new(served))
         .add_service(health)
         .add_service(reflection)
         .add_service(reflection_alpha)

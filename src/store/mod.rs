@@ -41,6 +41,8 @@ use sqlx::{
 };
 use tokio::sync::{Mutex, MutexGuard};
 
+use crate::config;
+
 pub use change::{CommitResult, PaymentChange, Settlement};
 pub use customers::{Erased, Erasure};
 pub use operations::{JournalEntry, Journaled};
@@ -71,6 +73,51 @@ pub enum StoreError {
     Unavailable(String),
 }
 
+impl StoreError {
+    /// Whether the database refused this particular work (a constraint, a trigger, a value it
+    /// cannot store) rather than failing whatever it is given (connection lost, a timeout, a lock
+    /// held elsewhere). Only a refusal is worth retrying a batch's jobs one by one; anything else
+    /// would make each of them wait for the same failure.
+    pub fn is_refusal(&self) -> bool {
+        use sea_orm::RuntimeErr;
+        let database = match self {
+            StoreError::Corrupt(_) => return true,
+            StoreError::Sqlx(sqlx::Error::Database(e))
+            | StoreError::Db(
+                DbErr::Exec(RuntimeErr::SqlxError(sqlx::Error::Database(e)))
+                | DbErr::Query(RuntimeErr::SqlxError(sqlx::Error::Database(e))),
+            ) => e,
+            _ => return false,
+        };
+        let code = database.code().unwrap_or_default();
+        if database
+            .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+            .is_some()
+        {
+            sqlite_refused(&code)
+        } else {
+            postgres_refused(&code)
+        }
+    }
+}
+
+/// SQLite primary result codes (the low byte of the extended code) that refuse the data:
+/// 18 TOOBIG, 19 CONSTRAINT (a trigger's RAISE too), 20 MISMATCH. BUSY, LOCKED, IOERR and FULL
+/// are not refusals.
+fn sqlite_refused(code: &str) -> bool {
+    code.parse::<i32>()
+        .is_ok_and(|extended| matches!(extended & 0xff, 18..=20))
+}
+
+/// PostgreSQL SQLSTATE classes that refuse the data: 22 data exception, 23 integrity constraint
+/// violation, P0 raised by a PL/pgSQL function (a trigger). Timeouts (57014), lock waits,
+/// serialization failures and lost connections are not refusals.
+fn postgres_refused(sqlstate: &str) -> bool {
+    ["22", "23", "P0"]
+        .iter()
+        .any(|class| sqlstate.starts_with(class))
+}
+
 /// The database and how to write to it safely.
 #[derive(Clone)]
 pub struct Store {
@@ -85,53 +132,73 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects to `url` (`sqlite://…` or `postgres://…`). SQLite runs in WAL mode with
+    /// Connects to `database.url` (`sqlite://…` or `postgres://…`). SQLite runs in WAL mode with
     /// `synchronous=FULL`: a committed write survives a power cut.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    ///
+    /// Every wait on the database is bounded by `database.statement_timeout`: taking a pooled
+    /// connection, SQLite's wait for its write lock, and on PostgreSQL each statement and each
+    /// transaction left idle. Without these a hung connection or a lock held elsewhere stops every
+    /// write for good while the process looks healthy; with them the write fails, the caller gets
+    /// UNAVAILABLE (a webhook 503, which Vipps retries) and the next write tries again.
+    pub async fn connect(database: &config::Database) -> Result<Self, StoreError> {
+        let url = database.url.as_str();
         if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)?;
-            let writer_lock = lock_single_writer(options.get_filename())?;
-            let options = options
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Full)
-                .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true)
-                // Erased personal data must not stay readable in the file's free pages.
-                .pragma("secure_delete", "on");
-            let pool = SqlitePoolOptions::new()
-                .max_connections(4)
-                .connect_with(options)
-                .await?;
-            Ok(Self {
-                db: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
-                backend: DbBackend::Sqlite,
-                write_lock: Some(Arc::new(Mutex::new(()))),
-                writer_lock: Arc::new(std::sync::Mutex::new(writer_lock)),
-                closed: Arc::default(),
-            })
+            Self::connect_sqlite(url, database.statement_timeout).await
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            // Re-plan every statement with its actual parameters: a plan cached while the tables
-            // were small (a fresh database) would keep scanning them sequentially as they grow.
-            let options = PgConnectOptions::from_str(url)?
-                .options([("plan_cache_mode", "force_custom_plan")]);
-            let pool = PgPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(Duration::from_secs(5))
-                .connect_with(options)
-                .await?;
-            Ok(Self {
-                db: SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
-                backend: DbBackend::Postgres,
-                write_lock: None,
-                writer_lock: Arc::default(),
-                closed: Arc::default(),
-            })
+            Self::connect_postgres(url, database.statement_timeout).await
         } else {
             Err(StoreError::Corrupt(
                 "DATABASE_URL must start with sqlite: or postgres:".into(),
             ))
         }
+    }
+
+    async fn connect_sqlite(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?;
+        let writer_lock = lock_single_writer(options.get_filename())?;
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(timeout)
+            .foreign_keys(true)
+            // Erased personal data must not stay readable in the file's free pages.
+            .pragma("secure_delete", "on");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(timeout)
+            .connect_with(options)
+            .await?;
+        Ok(Self {
+            db: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
+            backend: DbBackend::Sqlite,
+            write_lock: Some(Arc::new(Mutex::new(()))),
+            writer_lock: Arc::new(std::sync::Mutex::new(writer_lock)),
+            closed: Arc::default(),
+        })
+    }
+
+    async fn connect_postgres(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+        let millis = timeout.as_millis().to_string();
+        // Re-plan every statement with its actual parameters: a plan cached while the tables
+        // were small (a fresh database) would keep scanning them sequentially as they grow.
+        let options = PgConnectOptions::from_str(url)?.options([
+            ("plan_cache_mode", "force_custom_plan"),
+            ("statement_timeout", millis.as_str()),
+            ("idle_in_transaction_session_timeout", millis.as_str()),
+        ]);
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(timeout)
+            .connect_with(options)
+            .await?;
+        Ok(Self {
+            db: SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
+            backend: DbBackend::Postgres,
+            write_lock: None,
+            writer_lock: Arc::default(),
+            closed: Arc::default(),
+        })
     }
 
     /// Applies pending migrations.
@@ -239,6 +306,34 @@ impl From<StoreError> for crate::domain::PaygateError {
                 tracing::error!(error = %e, "database failure");
                 PaygateError::Unavailable("the database is unavailable; retry later".into())
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{postgres_refused, sqlite_refused};
+
+    #[test]
+    fn refusals_are_told_from_failures() {
+        // SQLite extended codes: CONSTRAINT_TRIGGER, CONSTRAINT_UNIQUE, MISMATCH, TOOBIG.
+        for code in ["1811", "2067", "20", "18"] {
+            assert!(sqlite_refused(code), "{code}");
+        }
+        // BUSY, BUSY_SNAPSHOT, LOCKED, IOERR_WRITE, FULL, CANTOPEN.
+        for code in ["5", "517", "6", "778", "13", "14", ""] {
+            assert!(!sqlite_refused(code), "{code}");
+        }
+        // raise_exception, unique_violation, string_data_right_truncation.
+        for code in ["P0001", "23505", "22001"] {
+            assert!(postgres_refused(code), "{code}");
+        }
+        // query_canceled (statement_timeout), idle_in_transaction_session_timeout, lock wait,
+        // serialization, deadlock, admin shutdown, connection failure.
+        for code in [
+            "57014", "25P03", "55P03", "40001", "40P01", "57P01", "08006", "",
+        ] {
+            assert!(!postgres_refused(code), "{code}");
         }
     }
 }

@@ -45,6 +45,11 @@ impl Store {
             "SELECT pg_advisory_xact_lock({REGISTRATION_LOCK})"
         ))
         .await?;
+        // This transaction stays idle while Vipps is called (each call bounded by the client's
+        // retry budget); the idle-in-transaction limit is meant for stuck writes, and ending this
+        // session early would let a second replica register at the same time.
+        txn.execute_unprepared("SET LOCAL idle_in_transaction_session_timeout = 0")
+            .await?;
         Ok(RegistrationLock { _txn: Some(txn) })
     }
 

@@ -4,14 +4,16 @@
 //! code, reason, API name, source.
 
 use std::{
+    collections::HashSet,
     future::Future,
     pin::Pin,
-    sync::OnceLock,
+    sync::{Arc, OnceLock},
     task::{Context, Poll},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use prost::Message as _;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -20,6 +22,9 @@ const BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0,
 ];
+
+/// How often histogram samples are folded into their buckets when nothing scrapes.
+const UPKEEP: Duration = Duration::from_secs(5);
 
 /// Installs the process-wide recorder once (several apps in one test process share it).
 pub fn install() {
@@ -30,6 +35,7 @@ pub fn install() {
         match built {
             Ok(handle) => {
                 describe();
+                spawn_upkeep(handle.clone());
                 Some(handle)
             }
             Err(e) => {
@@ -38,6 +44,21 @@ pub fn install() {
             }
         }
     });
+}
+
+/// Histogram samples wait in a queue until a scrape (or upkeep) folds them into the buckets:
+/// without a scraper that queue grows by every request, for good. A plain thread, not a task:
+/// the recorder lives as long as the process, not as long as one runtime.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP);
+            handle.run_upkeep();
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "metrics upkeep not started: histograms drain only when scraped");
+    }
 }
 
 /// The Prometheus text exposition.
@@ -63,6 +84,10 @@ fn describe() {
     describe_counter!(
         "paygate_grpc_unauthenticated_total",
         "gRPC calls refused for a missing or wrong token"
+    );
+    describe_counter!(
+        "paygate_http_connections_refused_total",
+        "sidecar connections closed at once: PAYGATE_HTTP_MAX_CONNECTIONS were open"
     );
     describe_counter!(
         "paygate_webhooks_received_total",
@@ -132,29 +157,68 @@ fn code_name(code: &str) -> &'static str {
     }
 }
 
-/// Bounded method label: paygate's and gRPC's own services, everything else "other".
-fn method_label(path: &str) -> String {
-    if path.starts_with("/paygate.v1.") || path.starts_with("/grpc.") {
-        path.to_owned()
-    } else {
-        "other".to_owned()
+/// The full method paths (`/package.Service/Method`) of every service in the encoded
+/// descriptor sets: what the gRPC server serves, and so the only values the `method` label takes.
+pub fn served_methods(descriptor_sets: &[&[u8]]) -> Result<HashSet<String>, prost::DecodeError> {
+    let mut methods = HashSet::new();
+    for encoded in descriptor_sets {
+        let set = prost_types::FileDescriptorSet::decode(*encoded)?;
+        for file in &set.file {
+            let package = file.package();
+            for service in &file.service {
+                for method in &service.method {
+                    let service = match package {
+                        "" => service.name().to_owned(),
+                        package => format!("{package}.{}", service.name()),
+                    };
+                    methods.insert(format!("/{service}/{}", method.name()));
+                }
+            }
+        }
     }
+    Ok(methods)
 }
 
-/// A tower layer recording `paygate_grpc_requests_total` and the latency histogram.
-#[derive(Clone, Copy, Default)]
-pub struct GrpcMetricsLayer;
+/// A tower layer recording `paygate_grpc_requests_total` and the latency histogram, labelled by
+/// method. Only methods the server serves become labels; any other path (anyone can send any
+/// path, without a token) is `other`, so the number of series stays bounded.
+#[derive(Clone)]
+pub struct GrpcMetricsLayer {
+    served: Arc<HashSet<String>>,
+}
+
+impl GrpcMetricsLayer {
+    pub fn new(served: HashSet<String>) -> Self {
+        Self {
+            served: Arc::new(served),
+        }
+    }
+}
 
 impl<S> tower::Layer<S> for GrpcMetricsLayer {
     type Service = GrpcMetrics<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcMetrics { inner }
+        GrpcMetrics {
+            inner,
+            served: Arc::clone(&self.served),
+        }
     }
 }
 
 #[derive(Clone)]
 pub struct GrpcMetrics<S> {
     inner: S,
+    served: Arc<HashSet<String>>,
+}
+
+impl<S> GrpcMetrics<S> {
+    fn method_label(&self, path: &str) -> String {
+        if self.served.contains(path) {
+            path.to_owned()
+        } else {
+            "other".to_owned()
+        }
+    }
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -173,7 +237,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let method = method_label(request.uri().path());
+        let method = self.method_label(request.uri().path());
         let started = Instant::now();
         let future = self.inner.call(request);
         Box::pin(async move {
@@ -194,5 +258,39 @@ where
                 .record(started.elapsed().as_secs_f64());
             result
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tower::Layer as _;
+
+    use super::*;
+
+    #[test]
+    fn only_served_methods_are_labels() {
+        let served = served_methods(&[
+            crate::grpc::proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ])
+        .unwrap();
+        let metrics = GrpcMetricsLayer::new(served).layer(());
+        for path in [
+            "/paygate.v1.PaymentService/CapturePayment",
+            "/paygate.v1.CustomerService/GetCustomer",
+            "/grpc.health.v1.Health/Check",
+        ] {
+            assert_eq!(metrics.method_label(path), path);
+        }
+        for path in [
+            "/paygate.v1.Nope1/X",
+            "/paygate.v1.PaymentService/Nope",
+            "/grpc.nope1.Y/Z",
+            // Served by paygate, but its descriptors were not given here.
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "",
+        ] {
+            assert_eq!(metrics.method_label(path), "other", "{path}");
+        }
     }
 }

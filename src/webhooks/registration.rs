@@ -162,7 +162,7 @@ mod tests {
         let (vipps_emulator, vipps) = test_support::emulator().await;
         let dir = tempfile::tempdir().unwrap();
         let (a, url) = test_support::fresh_store(&dir).await;
-        let b = Store::connect(&url).await.unwrap();
+        let b = Store::connect(&test_support::database(&url)).await.unwrap();
         let (ra, rb) = tokio::join!(
             ensure_registered(&vipps, &a, URL),
             ensure_registered(&vipps, &b, URL)

@@ -15,6 +15,7 @@
 mod crash;
 mod faults;
 mod fuzz;
+mod hardening;
 mod helpers;
 mod hostile;
 mod idempotency;

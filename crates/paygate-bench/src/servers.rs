@@ -436,6 +436,7 @@ fn bare_events(n: u64) -> Vec<proto::StreamPaymentEventsResponse> {
                     idempotency_key: String::new(),
                     success: true,
                     payment: None,
+                    source: proto::EventSource::Webhook.into(),
                 },
             )),
         })
