@@ -25,6 +25,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         // Undecodable requests are the caller's fault: INVALID_ARGUMENT, not INTERNAL.
         .codec_path("crate::grpc::codec::ValidatingCodec")
+        // Hand-written so a streamed event is encoded once for all subscribers (see the module).
+        .extern_path(
+            ".paygate.v1.StreamPaymentEventsResponse",
+            "crate::grpc::shared_response::StreamPaymentEventsResponse",
+        )
         .compile_fds(descriptors)?;
     Ok(())
 }

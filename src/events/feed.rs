@@ -6,7 +6,12 @@
 //! gap). Reading back is always safe because the log becomes visible in sequence order (see
 //! `store`), so once sequence N is visible nothing below N can still appear.
 
-use std::{collections::VecDeque, sync::Arc};
+use std::{
+    collections::VecDeque,
+    sync::{Arc, OnceLock},
+};
+
+use bytes::Bytes;
 
 use tokio::sync::{watch, Mutex};
 
@@ -20,8 +25,33 @@ const WINDOW: usize = 16_384;
 /// Events read from the database per query when catching up.
 const PAGE: u64 = 1_000;
 
+/// An event of the log as streams share it: the event, and its encodings for subscribers, each
+/// made once on first use (one slot per audience: without and with personal data), so a hundred
+/// subscribers of one event cost one encoding, not a hundred.
+pub struct Logged {
+    pub event: PaymentEvent,
+    encoded: [OnceLock<Bytes>; 2],
+}
+
+impl Logged {
+    pub fn new(event: PaymentEvent) -> Self {
+        Self {
+            event,
+            encoded: [OnceLock::new(), OnceLock::new()],
+        }
+    }
+
+    /// The encoding for `audience` (0 or 1), made by `encode` the first time it is asked for.
+    pub fn encoded(&self, audience: usize, encode: impl FnOnce(&PaymentEvent) -> Bytes) -> Bytes {
+        match self.encoded.get(audience) {
+            Some(slot) => slot.get_or_init(|| encode(&self.event)).clone(),
+            None => encode(&self.event),
+        }
+    }
+}
+
 struct Window {
-    events: VecDeque<Arc<PaymentEvent>>,
+    events: VecDeque<Arc<Logged>>,
     /// Every event above `floor` up to `last` is in `events`.
     floor: u64,
     last: u64,
@@ -85,7 +115,7 @@ impl Feed {
                     gap = true;
                     break;
                 }
-                w.push(Arc::new(event.clone()));
+                w.push(Arc::new(Logged::new(event.clone())));
                 last = Some(w.last);
             }
         }
@@ -115,7 +145,7 @@ impl Feed {
             if let Ok(mut w) = self.inner.window.write() {
                 for event in page {
                     if event.sequence > w.last {
-                        w.push(Arc::new(event));
+                        w.push(Arc::new(Logged::new(event)));
                         last = Some(w.last);
                     }
                 }
@@ -135,19 +165,20 @@ impl Feed {
         let Ok(mut w) = self.inner.window.write() else {
             return;
         };
-        for event in w.events.iter_mut() {
-            let Some(p) = event.payment.as_ref().filter(|p| matches(p)) else {
+        for logged in w.events.iter_mut() {
+            let Some(p) = logged.event.payment.as_ref().filter(|p| matches(p)) else {
                 continue;
             };
             if p.phone_number.is_none() && p.profile_sub.is_none() {
                 continue;
             }
-            let mut scrubbed = PaymentEvent::clone(event);
+            // A new entry: its encodings are made afresh, without the erased data.
+            let mut scrubbed = logged.event.clone();
             if let Some(p) = scrubbed.payment.as_mut() {
                 p.phone_number = None;
                 p.profile_sub = None;
             }
-            *event = Arc::new(scrubbed);
+            *logged = Arc::new(Logged::new(scrubbed));
         }
     }
 
@@ -157,23 +188,23 @@ impl Feed {
 
     /// Up to `max` events after `cursor` from memory, or None when `cursor` is older than the
     /// window (the caller then reads the database).
-    pub fn read_after(&self, cursor: u64, max: usize) -> Option<Vec<Arc<PaymentEvent>>> {
+    pub fn read_after(&self, cursor: u64, max: usize) -> Option<Vec<Arc<Logged>>> {
         let w = self.inner.window.read().ok()?;
         if cursor < w.floor {
             return None;
         }
-        let start = w.events.partition_point(|e| e.sequence <= cursor);
+        let start = w.events.partition_point(|e| e.event.sequence <= cursor);
         Some(w.events.iter().skip(start).take(max).cloned().collect())
     }
 }
 
 impl Window {
-    fn push(&mut self, event: Arc<PaymentEvent>) {
-        self.last = event.sequence;
+    fn push(&mut self, event: Arc<Logged>) {
+        self.last = event.event.sequence;
         self.events.push_back(event);
         while self.events.len() > WINDOW {
             if let Some(old) = self.events.pop_front() {
-                self.floor = old.sequence;
+                self.floor = old.event.sequence;
             }
         }
     }

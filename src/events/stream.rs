@@ -4,23 +4,26 @@
 //! event. It reads forward from the cursor — from the in-memory feed when the cursor is inside
 //! its window, from the database otherwise — so replay, the switch to live, and catching up
 //! after falling behind are the same loop: no gap and no duplicate at any seam.
-//! It writes into a small bounded channel: a slow client slows only its own task, and memory
-//! per subscriber is bounded by that channel plus one page.
+//! It is a stream polled by the client's connection: a slow client slows only its own stream,
+//! and memory per subscriber is bounded by one page.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::{HashSet, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use futures::Stream;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::Feed;
+use super::{feed::Logged, Feed};
 use crate::{
     domain::{EventName, PaygateError, PaymentEvent},
     store::Store,
 };
 
-/// Items buffered per subscriber before its task waits for the client.
-const CHANNEL: usize = 64;
 /// Events read per step.
 const PAGE: usize = 500;
 
@@ -43,9 +46,9 @@ impl Filter {
 }
 
 /// What a subscriber receives.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum StreamItem {
-    Event(Arc<PaymentEvent>),
+    Event(Arc<Logged>),
     /// Every event up to `sequence` has been delivered or filtered out: a safe checkpoint.
     Heartbeat {
         sequence: u64,
@@ -54,7 +57,7 @@ pub enum StreamItem {
 }
 
 /// The cap on event streams open at once, over all connections (`PAYGATE_MAX_SUBSCRIBERS`):
-/// each subscriber task holds one slot for as long as it lives, so memory stays bounded however
+/// each subscriber stream holds one slot for as long as it lives, so memory stays bounded however
 /// many streams clients open, and a closed (or keepalive-dropped) stream frees its slot.
 #[derive(Clone)]
 pub struct SubscriberSlots {
@@ -90,9 +93,13 @@ impl SubscriberSlots {
     }
 }
 
-/// Starts a subscriber task, which holds `slot` while it runs; its items arrive on the returned
-/// channel until the client goes away, or `shutdown` fires (then a final `Unavailable` tells the
-/// client to reconnect).
+/// A subscriber's stream: items until the client goes away (the stream is dropped), or
+/// `shutdown` fires (then a final `Unavailable` tells the client to reconnect). It holds `slot`
+/// while it lives.
+///
+/// There is no task and no channel per subscriber: the stream is polled by the connection that
+/// sends it, so an idle subscriber costs only its small state, a slow client is back-pressured
+/// by HTTP/2 flow control, and an event reaches the connection without a hop between tasks.
 pub fn subscribe(
     feed: Feed,
     store: Store,
@@ -100,81 +107,119 @@ pub fn subscribe(
     heartbeat: Duration,
     shutdown: CancellationToken,
     slot: Slot,
-) -> mpsc::Receiver<Result<StreamItem, PaygateError>> {
-    let (tx, rx) = mpsc::channel(CHANNEL);
-    tokio::spawn(async move {
-        let _slot = slot;
-        let _gauge = SubscriberGauge::new();
-        let mut cursor = filter.after_sequence.unwrap_or_else(|| feed.latest());
-        if filter.after_sequence.is_some() {
+) -> impl Stream<Item = Result<StreamItem, PaygateError>> + Send + 'static {
+    let state = Subscriber {
+        cursor: filter.after_sequence.unwrap_or_else(|| feed.latest()),
+        check_horizon: filter.after_sequence.is_some(),
+        latest: feed.watch(),
+        tick: tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat),
+        pending: VecDeque::new(),
+        done: false,
+        feed,
+        store,
+        filter,
+        shutdown,
+        _slot: slot,
+        _gauge: SubscriberGauge::new(),
+    };
+    futures::stream::unfold(state, |mut s| async move {
+        let item = s.next().await?;
+        Some((item, s))
+    })
+}
+
+/// One subscriber's state between items.
+struct Subscriber {
+    /// Every event up to here has been delivered or filtered out.
+    cursor: u64,
+    /// The first read checks the retention horizon (a resumed stream).
+    check_horizon: bool,
+    latest: watch::Receiver<u64>,
+    tick: tokio::time::Interval,
+    /// Wanted events read but not yet sent.
+    pending: VecDeque<Arc<Logged>>,
+    /// A final error was sent; the stream ends.
+    done: bool,
+    feed: Feed,
+    store: Store,
+    filter: Filter,
+    shutdown: CancellationToken,
+    _slot: Slot,
+    _gauge: SubscriberGauge,
+}
+
+impl Subscriber {
+    /// The next item, or None when the stream ends.
+    async fn next(&mut self) -> Option<Result<StreamItem, PaygateError>> {
+        if self.done {
+            return None;
+        }
+        if std::mem::take(&mut self.check_horizon) {
             // Even what the memory window still holds must not be served across the horizon.
-            if let Err(e) = Box::pin(check_horizon(&store, cursor)).await {
-                let _ = tx.send(Err(e)).await;
-                return;
+            if let Err(e) = Box::pin(check_horizon(&self.store, self.cursor)).await {
+                return self.fail(e);
             }
         }
-        let mut latest = feed.watch();
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
         loop {
-            latest.borrow_and_update();
-            // Deliver everything after the cursor that is known now.
-            loop {
-                let page = match feed.read_after(cursor, PAGE) {
-                    Some(page) => page,
-                    // Boxed: the database read is rare for a live stream, and inlining its large
-                    // future would make every idle stream's task that much bigger.
-                    None => match Box::pin(read_log(&store, cursor)).await {
-                        Ok(page) => page,
-                        Err(ReadError::Expired(e)) => {
-                            let _ = tx.send(Err(e)).await;
-                            return;
-                        }
-                        Err(ReadError::Store(e)) => {
-                            tracing::warn!(error = %e, "subscriber cannot read the log");
-                            let _ = tx
-                                .send(Err(PaygateError::Unavailable(
-                                    "the event log is unavailable; reconnect with after_sequence"
-                                        .into(),
-                                )))
-                                .await;
-                            return;
-                        }
-                    },
-                };
-                let Some(last) = page.last().map(|e| e.sequence) else {
-                    break;
-                };
-                for event in page {
-                    if filter.wants(&event) && tx.send(Ok(StreamItem::Event(event))).await.is_err()
-                    {
-                        return;
-                    }
-                }
-                cursor = last;
+            if let Some(event) = self.pending.pop_front() {
+                return Some(Ok(StreamItem::Event(event)));
+            }
+            self.latest.borrow_and_update();
+            match self.read().await {
+                Err(e) => return self.fail(e),
+                Ok(true) => continue,
+                Ok(false) => {}
             }
             tokio::select! {
-                () = shutdown.cancelled() => {
-                    let _ = tx.send(Err(PaygateError::Unavailable(
+                () = self.shutdown.cancelled() => {
+                    return self.fail(PaygateError::Unavailable(
                         "paygate is shutting down; reconnect with after_sequence".into(),
-                    ))).await;
-                    return;
+                    ));
                 }
-                changed = latest.changed() => {
+                changed = self.latest.changed() => {
                     if changed.is_err() {
-                        return;
+                        return None;
                     }
                 }
-                _ = tick.tick() => {
-                    let beat = StreamItem::Heartbeat { sequence: cursor, time: Utc::now() };
-                    if tx.send(Ok(beat)).await.is_err() {
-                        return;
-                    }
+                _ = self.tick.tick() => {
+                    return Some(Ok(StreamItem::Heartbeat { sequence: self.cursor, time: Utc::now() }));
                 }
-                () = tx.closed() => return,
             }
         }
-    });
-    rx
+    }
+
+    /// Reads the next page after the cursor (memory while it is recent, else the database) and
+    /// keeps the wanted events; false when nothing new is known.
+    async fn read(&mut self) -> Result<bool, PaygateError> {
+        let page = match self.feed.read_after(self.cursor, PAGE) {
+            Some(page) => page,
+            // Boxed: the database read is rare for a live stream, and inlining its large
+            // future would make every idle stream's state that much bigger.
+            None => match Box::pin(read_log(&self.store, self.cursor)).await {
+                Ok(page) => page,
+                Err(ReadError::Expired(e)) => return Err(e),
+                Err(ReadError::Store(e)) => {
+                    tracing::warn!(error = %e, "subscriber cannot read the log");
+                    return Err(PaygateError::Unavailable(
+                        "the event log is unavailable; reconnect with after_sequence".into(),
+                    ));
+                }
+            },
+        };
+        let Some(last) = page.last().map(|e| e.event.sequence) else {
+            return Ok(false);
+        };
+        self.cursor = last;
+        let filter = &self.filter;
+        self.pending
+            .extend(page.into_iter().filter(|e| filter.wants(&e.event)));
+        Ok(true)
+    }
+
+    fn fail(&mut self, e: PaygateError) -> Option<Result<StreamItem, PaygateError>> {
+        self.done = true;
+        Some(Err(e))
+    }
 }
 
 enum ReadError {
@@ -184,7 +229,7 @@ enum ReadError {
 }
 
 /// A page of the log after `cursor`, read from the database; never across the retention horizon.
-async fn read_log(store: &Store, cursor: u64) -> Result<Vec<Arc<PaymentEvent>>, ReadError> {
+async fn read_log(store: &Store, cursor: u64) -> Result<Vec<Arc<Logged>>, ReadError> {
     let page = store
         .events_after(cursor, PAGE as u64)
         .await
@@ -194,7 +239,10 @@ async fn read_log(store: &Store, cursor: u64) -> Result<Vec<Arc<PaymentEvent>>, 
         PaygateError::OutOfRange(_) => ReadError::Expired(e),
         other => ReadError::Store(crate::store::StoreError::Unavailable(other.to_string())),
     })?;
-    Ok(page.into_iter().map(Arc::new).collect())
+    Ok(page
+        .into_iter()
+        .map(|event| Arc::new(Logged::new(event)))
+        .collect())
 }
 
 /// OUT_OF_RANGE when retention deleted events after `cursor`.

@@ -54,11 +54,12 @@ pub fn event_name(n: EventName) -> proto::PaymentEventName {
     }
 }
 
-/// Whether an answer may carry personal data (the caller's `pii` scope).
+/// Whether an answer may carry personal data (the caller's `pii` scope). The discriminant is
+/// the audience slot of an event's shared encodings (`events::Logged`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pii {
-    Show,
-    Hide,
+    Hide = 0,
+    Show = 1,
 }
 
 impl Pii {

@@ -19,7 +19,9 @@ use crate::{
     events::{stream, StreamItem, SubscriberSlots},
     payments::Payments,
 };
-use tokio_stream::{wrappers::ReceiverStream, StreamExt as _};
+use tokio_stream::StreamExt as _;
+
+use super::proto::stream_payment_events_response::Kind;
 
 /// How event streams behave.
 #[derive(Clone)]
@@ -252,21 +254,22 @@ impl proto::payment_service_server::PaymentService for PaymentApi {
             self.streams.shutdown.clone(),
             slot,
         );
-        let out = ReceiverStream::new(items).map(move |item| match item {
-            Ok(StreamItem::Event(event)) => Ok(proto::StreamPaymentEventsResponse {
-                kind: Some(proto::stream_payment_events_response::Kind::Event(
-                    convert::event(&event, pii),
-                )),
-            }),
+        let out = items.map(move |item| match item {
+            // Encoded once per event and audience; every subscriber sends the same bytes.
+            Ok(StreamItem::Event(logged)) => Ok(proto::StreamPaymentEventsResponse::shared(
+                logged.encoded(pii as usize, |event| {
+                    proto::StreamPaymentEventsResponse::encode(Kind::Event(convert::event(
+                        event, pii,
+                    )))
+                }),
+            )),
             Ok(StreamItem::Heartbeat { sequence, time }) => {
-                Ok(proto::StreamPaymentEventsResponse {
-                    kind: Some(proto::stream_payment_events_response::Kind::Heartbeat(
-                        proto::Heartbeat {
-                            sequence,
-                            time: Some(convert::timestamp(time)),
-                        },
-                    )),
-                })
+                Ok(proto::StreamPaymentEventsResponse::shared(
+                    proto::StreamPaymentEventsResponse::encode(Kind::Heartbeat(proto::Heartbeat {
+                        sequence,
+                        time: Some(convert::timestamp(time)),
+                    })),
+                ))
             }
             Err(e) => Err(to_status(e)),
         });

@@ -44,12 +44,12 @@ impl Payments {
                     match feed.read_after(cursor, usize::MAX) {
                         Some(events) => {
                             for e in &events {
-                                if e.event.name == EventName::Authorized {
-                                    authorized.push(e.event.reference.clone());
+                                if e.event.event.name == EventName::Authorized {
+                                    authorized.push(e.event.event.reference.clone());
                                 }
                             }
                             if let Some(last) = events.last() {
-                                cursor = last.sequence;
+                                cursor = last.event.sequence;
                             }
                         }
                         None => {
