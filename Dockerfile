@@ -2,26 +2,35 @@
 #
 # paygate container image: `docker build -t paygate:0.1.0 .`
 #
+# The image is built without the Vipps emulator (cargo feature `emulator` off): it refuses to
+# start without VIPPS_BASE_URL. For a demo or test cluster running the chart with
+# `vipps.emulator: true`, build with `--build-arg CARGO_FEATURES=emulator`.
+#
 # Two stages: a Rust toolchain image builds the release binary; the final image is distroless
 # (glibc + libgcc + CA certificates, no shell, no package manager) and holds only that binary.
 # No protoc is needed: build.rs compiles proto/ with protox, a pure-Rust protobuf compiler.
 
 ARG RUST_IMAGE=rust:1-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+ARG CARGO_FEATURES=""
 
 # ---- build -------------------------------------------------------------------------------
 FROM ${RUST_IMAGE} AS builder
+ARG CARGO_FEATURES
 WORKDIR /build
 
 # 1. Dependencies only: compile them against stub sources, so this layer stays cached until
 #    Cargo.toml or Cargo.lock change (editing src/ does not rebuild the dependency tree).
-#    build.rs and proto/ come along because build.rs compiles the protobuf contract.
+#    build.rs and proto/ come along because build.rs compiles the protobuf contract; crates/
+#    because the root is a workspace (paygate itself only links crates/vipps-signature, and the
+#    emulator when CARGO_FEATURES=emulator).
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto ./proto
+COPY crates ./crates
 RUN mkdir src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
- && cargo build --release --locked \
+ && cargo build --release --locked -p paygate --no-default-features --features "${CARGO_FEATURES}" \
  && rm -rf src
 
 # 2. The real sources. COPY keeps the files' modification times, which may be older than the
@@ -31,7 +40,7 @@ COPY src ./src
 RUN touch src/main.rs src/lib.rs \
  && rm -rf target/release/.fingerprint/paygate-* target/release/deps/paygate-* \
            target/release/deps/libpaygate-* \
- && cargo build --release --locked \
+ && cargo build --release --locked -p paygate --no-default-features --features "${CARGO_FEATURES}" \
  && install -D -m 0755 target/release/paygate /out/usr/local/bin/paygate \
  && mkdir -p /out/data
 

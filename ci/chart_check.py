@@ -210,6 +210,7 @@ VALID_SETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
             "existingSecret": "paygate-secrets",
             "database": {"type": "postgres"},
             "vipps": {"baseUrl": "https://apitest.vipps.no", "clientId": "c1d2", "msn": 1234567},
+            "webhook": {"publicUrl": "https://pay.example.com/webhooks/vipps"},
             "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 10},
             "tls": {"enabled": True, "secretName": "paygate-grpc-tls", "clientAuth": True},
             "podDisruptionBudget": {"maxUnavailable": "50%"},
@@ -286,6 +287,9 @@ FAILING_SETS: dict[str, tuple[dict[str, Any], str]] = {
     "vipps.emulator together with vipps.baseUrl": (
         merged(TOKENS, {"vipps": {**VIPPS, "emulator": True}}), "vipps.emulator=true and vipps.baseUrl"),
     "real Vipps without clientId": (merged(TOKENS, {"vipps": {"baseUrl": "https://api.vipps.no"}}), "vipps.clientId"),
+    "real Vipps with a hand-registered secret but no public webhook URL": (
+        merged(TOKENS, {"vipps": VIPPS, "webhook": {"publicUrl": "", "secret": "whsec-0123456789"},
+                        "ingress": {"enabled": False}}), "webhook.publicUrl is required"),
     "replicaCount 3 with SQLite": (
         merged(EMULATOR, TOKENS, {"replicaCount": 3}), "replicaCount > 1 requires database.type=postgres"),
     "autoscaling with SQLite": (

@@ -471,8 +471,8 @@ Included by deployment.yaml, so `helm template`, `install` and `upgrade` all sto
 {{- if and (not .Values.existingSecret) (or (not .Values.vipps.clientSecret) (not .Values.vipps.subscriptionKey)) }}
 {{- fail "vipps.baseUrl is set: vipps.clientSecret and vipps.subscriptionKey are required (or existingSecret with VIPPS_CLIENT_SECRET and VIPPS_SUBSCRIPTION_KEY)" }}
 {{- end }}
-{{- if and (not (include "paygate.webhookPublicUrl" .)) (not .Values.webhook.secret) (not .Values.existingSecret) }}
-{{- fail "vipps.baseUrl is set: webhook.publicUrl is required (the https URL Vipps posts webhooks to; or ingress.enabled with ingress.hosts), unless webhook.secret names a webhook registered by hand" }}
+{{- if not (include "paygate.webhookPublicUrl" .) }}
+{{- fail "vipps.baseUrl is set: webhook.publicUrl is required (the https URL Vipps posts webhooks to; or ingress.enabled with ingress.hosts), also with webhook.secret: the webhook signature covers that URL" }}
 {{- end }}
 {{- end }}
 {{- if and (not .Values.auth.allowUnauthenticated) (not .Values.tls.clientAuth) (not (include "paygate.hasApiTokens" .)) }}
