@@ -28,7 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Hand-written so a streamed event is encoded once for all subscribers (see the module).
         .extern_path(
             ".paygate.v1.StreamPaymentEventsResponse",
-            "crate::grpc::shared_response::StreamPaymentEventsResponse",
+            "crate::grpc::proto::shared_response::StreamPaymentEventsResponse",
         )
         .compile_fds(descriptors)?;
     Ok(())

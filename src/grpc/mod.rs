@@ -8,7 +8,6 @@ mod merchant_qr_service;
 mod payment_service;
 pub mod proto;
 mod server;
-mod shared_response;
 mod status;
 mod validate;
 

@@ -108,6 +108,11 @@ impl Paygate {
             .env("VIPPS_SUBSCRIPTION_KEY", "paygate-bench")
             .env("VIPPS_MSN", "123456")
             .env("VIPPS_WEBHOOK_SECRET", SECRET)
+            // The URL the suite signs webhooks for (a real Vipps needs it; loopback may be http).
+            .env(
+                "PAYGATE_WEBHOOK_PUBLIC_URL",
+                format!("http://{http_addr}/webhooks/vipps"),
+            )
             .env("PAYGATE_ALLOW_UNAUTHENTICATED", "true")
             .env("PAYGATE_SHUTDOWN_GRACE_MS", "2000")
             .env("RUST_LOG", ctx.paygate_log_level.as_str())

@@ -12,7 +12,7 @@ use prost::{
     DecodeError, Message,
 };
 
-use super::proto::{Heartbeat, PaymentEvent};
+use super::{Heartbeat, PaymentEvent};
 
 /// An event or a heartbeat on an event stream.
 #[derive(Clone, PartialEq, Default)]

@@ -3,7 +3,8 @@
 
 tonic::include_proto!("paygate.v1");
 
-pub use super::shared_response::{stream_payment_events_response, StreamPaymentEventsResponse};
+mod shared_response;
+pub use shared_response::{stream_payment_events_response, StreamPaymentEventsResponse};
 
 /// The encoded descriptor set, served by gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("paygate_descriptor");
