@@ -377,7 +377,7 @@ for lang in python typescript; do
   start "$dir" "$md" "$lang-tls.log" "$cmd"
   pid=$LAST_PID
   for _ in $(seq 1 60); do
-    [ "$(wc -l <"$PAYGATE_JOURNAL_FILE" 2>/dev/null || echo 0)" -ge 4 ] && break
+    [ "$( (cat "$PAYGATE_JOURNAL_FILE" 2>/dev/null || true) | wc -l)" -ge 4 ] && break
     sleep 0.5
   done
   kill -TERM "$pid"
