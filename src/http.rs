@@ -154,7 +154,14 @@ async fn accept(
             () = shutdown.cancelled() => return None,
         };
         match accepted {
-            Ok((stream, _)) => return Some(stream),
+            Ok((stream, _)) => {
+                // Nagle off: an answer is one small write, sent at once instead of after the
+                // client's delayed ACK.
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot turn Nagle off on a sidecar connection");
+                }
+                return Some(stream);
+            }
             Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
                 tracing::warn!(error = %e, "HTTP sidecar cannot accept connections");
@@ -173,4 +180,20 @@ fn is_connection_error(e: &std::io::Error) -> bool {
         e.kind(),
         ConnectionAborted | ConnectionRefused | ConnectionReset
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_have_nagle_off() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let accepted = accept(&listener, &CancellationToken::new())
+            .await
+            .expect("a connection");
+        assert!(accepted.nodelay().expect("TCP_NODELAY readable"));
+    }
 }

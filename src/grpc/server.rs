@@ -5,8 +5,8 @@ use std::future::Future;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::TcpIncoming;
 
 use super::{proto, CustomerApi, MerchantQrApi, PaymentApi, StreamSettings};
 use crate::{
@@ -85,9 +85,17 @@ pub async fn serve(
         .add_service(InterceptedService::new(payments, auth.clone()))
         .add_service(InterceptedService::new(customers, auth.clone()))
         .add_service(InterceptedService::new(qrs, auth))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await
         .context("gRPC server")
+}
+
+/// The connections the server accepts, with Nagle off: an event on a stream is one small
+/// write, and Nagle would hold it back until the client acknowledged the previous one, up to its
+/// delayed-ACK timer (40 ms on Linux). Measured: delivery p99 after the webhook's 2xx went from
+/// 20 ms to 2 ms (BENCHMARKS.md).
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 /// Server TLS from PEM files; with a client CA, clients must present a certificate it signed.
@@ -109,4 +117,25 @@ fn tls_config(tls: &config::Tls) -> anyhow::Result<Option<tonic::transport::Serv
         config = config.client_ca_root(Certificate::from_pem(read("PAYGATE_TLS_CLIENT_CA", ca)?));
     }
     Ok(Some(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_stream::StreamExt as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_have_nagle_off() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let mut incoming = incoming(listener);
+        let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let accepted = incoming
+            .next()
+            .await
+            .expect("a connection")
+            .expect("accepted");
+        assert!(accepted.nodelay().expect("TCP_NODELAY readable"));
+    }
 }
