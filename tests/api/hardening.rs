@@ -292,6 +292,23 @@ async fn unknown_grpc_paths_do_not_become_metrics_labels() {
     app.stop().await;
 }
 
+/// Histogram samples queue inside the exporter until something folds them in: without a
+/// scraper, the upkeep thread does (every 5 s). One per process, however many apps start.
+#[tokio::test]
+async fn histograms_are_drained_by_one_upkeep_thread_without_a_scraper() {
+    let app = spawn_app().await;
+    let _second = spawn_app().await;
+    let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .expect("this test reads Linux's /proc")
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect();
+    let upkeep = threads.iter().filter(|n| *n == "metrics-upkeep").count();
+    assert_eq!(upkeep, 1, "threads: {threads:?}");
+    app.stop().await;
+}
+
 fn http_addr(app: &TestApp) -> SocketAddr {
     app.http_url.trim_start_matches("http://").parse().unwrap()
 }
