@@ -48,12 +48,16 @@ pub async fn tail(args: Tail) -> anyhow::Result<()> {
                 Ok(()) => backoff = Duration::from_millis(200),
                 Err(e) => {
                     // A stale cursor will not fix itself: say so and stop.
-                    if e.downcast_ref::<tonic::Status>()
-                        .is_some_and(|s| s.code() == tonic::Code::OutOfRange)
-                    {
+                    let status = e.downcast_ref::<tonic::Status>();
+                    if status.is_some_and(|s| s.code() == tonic::Code::OutOfRange) {
                         return Err(e);
                     }
-                    eprintln!("paygate events tail: {e:#}; reconnecting in {backoff:?}");
+                    // A status reads as its code and message, not tonic's debug-like Display.
+                    let why = match status {
+                        Some(s) => format!("{:?}: {}", s.code(), s.message()),
+                        None => format!("{e:#}"),
+                    };
+                    eprintln!("paygate events tail: {why}; reconnecting in {backoff:?}");
                 }
             }
             tokio::time::sleep(backoff).await;
