@@ -111,6 +111,7 @@ pub fn subscribe(
     let state = Subscriber {
         cursor: filter.after_sequence.unwrap_or_else(|| feed.latest()),
         check_horizon: filter.after_sequence.is_some(),
+        greet: filter.after_sequence.is_none(),
         latest: feed.watch(),
         tick: tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat),
         pending: VecDeque::new(),
@@ -134,6 +135,9 @@ struct Subscriber {
     cursor: u64,
     /// The first read checks the retention horizon (a resumed stream).
     check_horizon: bool,
+    /// A live stream opens with a heartbeat: the subscriber's resume point from the first moment,
+    /// so a disconnect before any event or periodic heartbeat cannot leave a gap.
+    greet: bool,
     latest: watch::Receiver<u64>,
     tick: tokio::time::Interval,
     /// Wanted events read but not yet sent.
@@ -153,6 +157,12 @@ impl Subscriber {
     async fn next(&mut self) -> Option<Result<StreamItem, PaygateError>> {
         if self.done {
             return None;
+        }
+        if std::mem::take(&mut self.greet) {
+            return Some(Ok(StreamItem::Heartbeat {
+                sequence: self.cursor,
+                time: Utc::now(),
+            }));
         }
         if std::mem::take(&mut self.check_horizon) {
             // Even what the memory window still holds must not be served across the horizon.

@@ -169,6 +169,33 @@ async fn heartbeats_carry_the_latest_sequence() {
     app.stop().await;
 }
 
+/// A live stream (no cursor) that drops before any event or periodic heartbeat still has a
+/// resume point: its opening heartbeat. Events written while it was away arrive on resume.
+#[tokio::test]
+async fn a_live_stream_opens_with_its_resume_point() {
+    let mut app = with_secret().await; // heartbeats every 15 s: the opening one is not periodic
+    webhook(&app, "ride-open-0001", "CREATED", "1").await;
+    let mut replay = app.subscribe(Some(0), &[]).await;
+    let logged = next_event(&mut replay).await;
+    drop(replay);
+    let mut stream = app.subscribe(None, &[]).await;
+    // A bound against hanging, never a timing assertion.
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
+        .await
+        .expect("the live stream's first item")
+        .unwrap()
+        .unwrap();
+    let Some(Kind::Heartbeat(opening)) = first.kind else {
+        panic!("a live stream opens with a heartbeat, got {first:?}");
+    };
+    assert_eq!(opening.sequence, logged.sequence);
+    drop(stream);
+    webhook(&app, "ride-open-0002", "CREATED", "2").await;
+    let mut resumed = app.subscribe(Some(opening.sequence), &[]).await;
+    assert_eq!(next_event(&mut resumed).await.reference, "ride-open-0002");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn shutdown_ends_streams_with_unavailable() {
     let mut app = with_secret().await;
