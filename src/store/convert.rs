@@ -74,7 +74,6 @@ pub fn payment_model(p: &Payment, confirmed: bool) -> entities::payment::Model {
 }
 
 pub fn event(m: entities::event::Model) -> Result<PaymentEvent, StoreError> {
-    let currency = Currency::parse(&m.currency).ok_or_else(|| corrupt("currency", &m.currency))?;
     let payment = match m.payment.as_deref() {
         Some(json) => Some(
             serde_json::from_str::<Payment>(json)
@@ -82,6 +81,41 @@ pub fn event(m: entities::event::Model) -> Result<PaymentEvent, StoreError> {
         ),
         None => None,
     };
+    logged(LoggedRow {
+        sequence: m.sequence,
+        reference: m.reference,
+        psp_reference: m.psp_reference,
+        name: m.name,
+        currency: m.currency,
+        amount: m.amount,
+        timestamp_ms: m.timestamp_ms,
+        idempotency_key: m.idempotency_key,
+        success: i64::from(m.success),
+        source: m.source,
+        payment,
+    })
+}
+
+/// An event row with its payment snapshot already parsed: what both ways of reading the log
+/// (sea-orm models, or SQLite's one-row JSON page) produce.
+#[derive(serde::Deserialize)]
+pub struct LoggedRow {
+    pub sequence: i64,
+    pub reference: String,
+    pub psp_reference: String,
+    pub name: String,
+    pub currency: String,
+    pub amount: i64,
+    pub timestamp_ms: i64,
+    pub idempotency_key: Option<String>,
+    /// 0 or 1 (SQLite has no boolean type).
+    pub success: i64,
+    pub source: String,
+    pub payment: Option<Payment>,
+}
+
+pub fn logged(m: LoggedRow) -> Result<PaymentEvent, StoreError> {
+    let currency = Currency::parse(&m.currency).ok_or_else(|| corrupt("currency", &m.currency))?;
     Ok(PaymentEvent {
         sequence: u64::try_from(m.sequence)
             .map_err(|_| corrupt("sequence", &m.sequence.to_string()))?,
@@ -92,10 +126,10 @@ pub fn event(m: entities::event::Model) -> Result<PaymentEvent, StoreError> {
             amount: Money::new(currency, m.amount),
             timestamp: time(m.timestamp_ms),
             idempotency_key: m.idempotency_key,
-            success: m.success,
+            success: m.success != 0,
             source: EventSource::parse(&m.source).ok_or_else(|| corrupt("source", &m.source))?,
         },
-        payment,
+        payment: m.payment,
     })
 }
 
