@@ -110,8 +110,10 @@ pub fn subscribe(
 ) -> impl Stream<Item = Result<StreamItem, PaygateError>> + Send + 'static {
     let state = Subscriber {
         cursor: filter.after_sequence.unwrap_or_else(|| feed.latest()),
-        check_horizon: filter.after_sequence.is_some(),
-        greet: filter.after_sequence.is_none(),
+        opening: match filter.after_sequence {
+            Some(_) => Opening::CheckHorizon,
+            None => Opening::Heartbeat,
+        },
         latest: feed.watch(),
         tick: tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat),
         pending: VecDeque::new(),
@@ -129,15 +131,22 @@ pub fn subscribe(
     })
 }
 
+/// How a stream starts.
+enum Opening {
+    /// A live stream opens with a heartbeat: the subscriber's resume point from the first
+    /// moment, so a disconnect before any event or periodic heartbeat cannot leave a gap.
+    Heartbeat,
+    /// A resumed stream first checks its cursor against the retention horizon.
+    CheckHorizon,
+    Done,
+}
+
 /// One subscriber's state between items.
 struct Subscriber {
     /// Every event up to here has been delivered or filtered out.
     cursor: u64,
-    /// The first read checks the retention horizon (a resumed stream).
-    check_horizon: bool,
-    /// A live stream opens with a heartbeat: the subscriber's resume point from the first moment,
-    /// so a disconnect before any event or periodic heartbeat cannot leave a gap.
-    greet: bool,
+    /// What the first call does before reading; `Done` afterwards.
+    opening: Opening,
     latest: watch::Receiver<u64>,
     tick: tokio::time::Interval,
     /// Wanted events read but not yet sent.
@@ -158,17 +167,20 @@ impl Subscriber {
         if self.done {
             return None;
         }
-        if std::mem::take(&mut self.greet) {
-            return Some(Ok(StreamItem::Heartbeat {
-                sequence: self.cursor,
-                time: Utc::now(),
-            }));
-        }
-        if std::mem::take(&mut self.check_horizon) {
-            // Even what the memory window still holds must not be served across the horizon.
-            if let Err(e) = Box::pin(check_horizon(&self.store, self.cursor)).await {
-                return self.fail(e);
+        match std::mem::replace(&mut self.opening, Opening::Done) {
+            Opening::Heartbeat => {
+                return Some(Ok(StreamItem::Heartbeat {
+                    sequence: self.cursor,
+                    time: Utc::now(),
+                }));
             }
+            Opening::CheckHorizon => {
+                // Even what the memory window still holds must not be served across the horizon.
+                if let Err(e) = Box::pin(check_horizon(&self.store, self.cursor)).await {
+                    return self.fail(e);
+                }
+            }
+            Opening::Done => {}
         }
         loop {
             if let Some(event) = self.pending.pop_front() {

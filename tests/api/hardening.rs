@@ -276,15 +276,7 @@ async fn unknown_grpc_paths_do_not_become_metrics_labels() {
     }
     let served = "/grpc.health.v1.Health/Check".to_owned();
     assert_eq!(call_path(channel, served).await, Code::Ok);
-    let text = app
-        .http()
-        .get(format!("{}/metrics", app.http_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert!(!text.contains("Nope"), "unknown paths became labels");
     assert!(!text.contains("grpc.nope"), "unknown paths became labels");
     assert!(text.contains(r#"method="other""#));
@@ -422,16 +414,7 @@ async fn an_in_flight_webhook_finishes_at_shutdown() {
     let body = authorized(&reference, 10000);
     let lock = WriteLock::hold(&app.database_url).await;
     let webhook = {
-        let date = http_date(chrono::Utc::now());
-        let signed = app.sign(WEBHOOK_SECRET, body.as_bytes(), &date);
-        let request = app
-            .http()
-            .post(format!("{}/webhooks/vipps", app.http_url))
-            .header("x-ms-date", date)
-            .header("x-ms-content-sha256", signed.content_hash)
-            .header("Authorization", signed.authorization)
-            .header("Content-Type", "application/json")
-            .body(body.clone());
+        let request = app.webhook_request(&body);
         tokio::spawn(async move { request.send().await.map(|r| r.status()) })
     };
     eventually("the writer holds the webhook", || async {

@@ -277,15 +277,7 @@ async fn metrics_after_traffic_without_personal_data() {
         app.post_webhook("{}").await,
         reqwest::StatusCode::BAD_REQUEST
     );
-    let text = app
-        .http()
-        .get(format!("{}/metrics", app.http_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     for name in [
         "paygate_grpc_requests_total",
         "paygate_grpc_request_duration_seconds_bucket",

@@ -644,17 +644,7 @@ async fn sqlite_locked_by_another_process() {
     // Posted concurrently: it must wait for the lock too (awaiting it here would hold the
     // lock's release hostage until the busy timeout).
     let webhook = {
-        let body = stray_webhook(&stray);
-        let date = http_date(chrono::Utc::now());
-        let signed = app.sign(WEBHOOK_SECRET, &body, &date);
-        let request = app
-            .http()
-            .post(format!("{}/webhooks/vipps", app.http_url))
-            .header("x-ms-date", date)
-            .header("x-ms-content-sha256", signed.content_hash)
-            .header("Authorization", signed.authorization)
-            .header("Content-Type", "application/json")
-            .body(body);
+        let request = app.webhook_request(stray_webhook(&stray));
         tokio::spawn(async move { request.send().await.unwrap().status() })
     };
     // Reads go on (WAL): readers do not wait for the writer.

@@ -66,20 +66,7 @@ async fn events_tail_follows_resumes_and_stops_on_ctrl_c() {
     });
     // Live only: wait until the tail is subscribed before creating anything.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let with_token = |mut request: proto_request::Create| {
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
-        request
-    };
-    let first = app
-        .client
-        .create_payment_request(with_token(tonic::Request::new(push_request(12_300))))
-        .await
-        .unwrap()
-        .into_inner()
-        .payment
-        .unwrap();
+    let first = create_as_oncall(&mut app, 12_300).await;
     let line: serde_json::Value = serde_json::from_str(&next_line(&mut lines).await).unwrap();
     assert_eq!(line["reference"], first.reference.as_str());
     assert_eq!(line["name"], "CREATED");
@@ -93,14 +80,7 @@ async fn events_tail_follows_resumes_and_stops_on_ctrl_c() {
     // A restart takes a moment; the tail keeps retrying meanwhile.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut app = spawn_on(dir, url, &settings).await;
-    let second = app
-        .client
-        .create_payment_request(with_token(tonic::Request::new(push_request(4_500))))
-        .await
-        .unwrap()
-        .into_inner()
-        .payment
-        .unwrap();
+    let second = create_as_oncall(&mut app, 4_500).await;
     let line: serde_json::Value = serde_json::from_str(&next_line(&mut lines).await).unwrap();
     assert_eq!(
         line["reference"],
@@ -172,6 +152,17 @@ impl Drop for KillOnDrop {
     }
 }
 
-mod proto_request {
-    pub type Create = tonic::Request<paygate::grpc::proto::CreatePaymentRequestRequest>;
+/// A push payment of `value`, created with the on-call token.
+async fn create_as_oncall(app: &mut TestApp, value: i64) -> paygate::grpc::proto::Payment {
+    let mut request = tonic::Request::new(push_request(value));
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    app.client
+        .create_payment_request(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .payment
+        .unwrap()
 }

@@ -326,13 +326,13 @@ impl TestApp {
         events
     }
 
-    /// Posts a webhook signed with `secret` at time `date`, for the URL paygate verifies.
-    pub async fn post_webhook_signed(
+    /// A webhook request signed with `secret` at time `date`, for the URL paygate verifies.
+    pub fn webhook_request_signed(
         &self,
         secret: &str,
         body: impl AsRef<[u8]>,
         date: &str,
-    ) -> reqwest::StatusCode {
+    ) -> reqwest::RequestBuilder {
         let body = body.as_ref();
         let signed = self.sign(secret, body, date);
         self.http
@@ -342,10 +342,37 @@ impl TestApp {
             .header("Authorization", signed.authorization)
             .header("Content-Type", "application/json")
             .body(body.to_owned())
+    }
+
+    /// A webhook request signed with the test secret, dated now (to send later or elsewhere).
+    pub fn webhook_request(&self, body: impl AsRef<[u8]>) -> reqwest::RequestBuilder {
+        self.webhook_request_signed(WEBHOOK_SECRET, body, &http_date(chrono::Utc::now()))
+    }
+
+    /// Posts a webhook signed with `secret` at time `date`, for the URL paygate verifies.
+    pub async fn post_webhook_signed(
+        &self,
+        secret: &str,
+        body: impl AsRef<[u8]>,
+        date: &str,
+    ) -> reqwest::StatusCode {
+        self.webhook_request_signed(secret, body, date)
             .send()
             .await
             .unwrap()
             .status()
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.http_url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     pub fn sign(&self, secret: &str, body: &[u8], date: &str) -> vipps_signature::SignedHeaders {
