@@ -3,6 +3,10 @@
 //! the log, one for the totals of known payments, multi-row inserts for the new events, and one
 //! update per changed payment. Changes are applied in order, in memory, so a later change in the
 //! batch sees the earlier ones exactly as if each had been its own transaction.
+//!
+//! Three phases: load what the batch touches, `plan` it (pure: no database), write the plan. The
+//! plan is shared by the two writers: this module's sea-orm one (PostgreSQL, and SQLite batches
+//! with journal entries) and `sqlite_writer`'s prepared statements (SQLite's hot path).
 
 use std::collections::{HashMap, HashSet};
 
@@ -18,59 +22,143 @@ use super::{
     now_ms, operations, payments, StoreError,
 };
 use crate::domain::{
-    Aggregate, EventName, NewEvent, OperationStatus, Payment, PaymentEvent, ProfileOutcome,
+    Aggregate, CustomerProfile, EventName, NewEvent, OperationStatus, Payment, PaymentEvent,
+    ProfileOutcome,
 };
 
 /// Rows per multi-row INSERT (13 columns: well inside SQLite's and PostgreSQL's parameter limits).
 const INSERT_CHUNK: usize = 500;
 
+/// A stored payment as the batch loads it.
+pub(super) struct Stored {
+    pub payment: Payment,
+    pub confirmed: bool,
+    /// The payment's shared profile is still awaited (not fetched, failed or erased).
+    pub profile_pending: bool,
+}
+
+impl Stored {
+    pub fn from_model(row: payment::Model) -> Result<(String, Stored), StoreError> {
+        let confirmed = row.confirmed;
+        let profile_pending = row.profile_status.as_deref() == Some("pending");
+        let reference = row.reference.clone();
+        let payment = convert::payment(row)?;
+        Ok((
+            reference,
+            Stored {
+                payment,
+                confirmed,
+                profile_pending,
+            },
+        ))
+    }
+}
+
+/// What a batch reads before it is planned.
+#[derive(Default)]
+pub(super) struct Loaded {
+    /// The known payments among the batch's references.
+    pub payments: HashMap<String, Stored>,
+    /// The batch's dedupe keys already in the log.
+    pub recorded: HashSet<String>,
+    /// Log totals of the known payments that get events.
+    pub totals: HashMap<String, Aggregate>,
+}
+
+/// The distinct references a batch touches.
+pub(super) fn references(changes: &[PaymentChange]) -> Vec<String> {
+    let distinct: HashSet<&str> = changes.iter().map(|c| c.reference.as_str()).collect();
+    distinct.into_iter().map(str::to_owned).collect()
+}
+
+/// The dedupe keys of every event in a batch.
+pub(super) fn keys(changes: &[PaymentChange]) -> Vec<String> {
+    changes
+        .iter()
+        .flat_map(|c| c.events.iter().map(NewEvent::dedupe_key))
+        .collect()
+}
+
+/// The known payments that get events (whose log totals the plan needs).
+pub(super) fn with_events(
+    changes: &[PaymentChange],
+    payments: &HashMap<String, Stored>,
+) -> Vec<String> {
+    let distinct: HashSet<&str> = changes
+        .iter()
+        .filter(|c| !c.events.is_empty() && payments.contains_key(&c.reference))
+        .map(|c| c.reference.as_str())
+        .collect();
+    distinct.into_iter().map(str::to_owned).collect()
+}
+
+/// A write the plan needs besides the events and the payments, in the order it was decided.
+pub(super) enum Effect {
+    Customer(CustomerProfile),
+    ProfileStatus {
+        reference: String,
+        status: &'static str,
+        failure: Option<String>,
+    },
+    DeletePayment(String),
+    /// Settles a journalled operation (compare-and-set: a settled one stays as it is).
+    Finish {
+        id: i64,
+        status: OperationStatus,
+        outcome: serde_json::Value,
+    },
+}
+
+/// An event to insert, with the payment snapshot after it.
+pub(super) struct Insert {
+    pub key: String,
+    pub event: NewEvent,
+    pub snapshot: Option<String>,
+    /// Where its sequence goes in the results: change index, position in `appended`.
+    slot: (usize, usize),
+}
+
+/// Everything a batch writes, decided in memory.
+pub(super) struct Plan {
+    pub results: Vec<CommitResult>,
+    pub effects: Vec<Effect>,
+    /// In batch order: the log order.
+    pub inserts: Vec<Insert>,
+    /// Changed payments and their `confirmed` flag.
+    pub updates: Vec<(Payment, bool)>,
+}
+
 /// A payment as the batch sees it while applying changes.
 struct Working {
     payment: Option<Payment>,
     confirmed: bool,
-    /// The payment's shared profile is still awaited (not fetched, failed or erased).
     profile_pending: bool,
     dirty: bool,
 }
 
-/// An event to insert: its dedupe key, the event, the payment snapshot after it, and where its
-/// sequence goes in the results (change index, position in `appended`).
-struct Pending {
-    key: String,
-    snapshot: Option<String>,
-    slot: (usize, usize),
-}
-
-pub(super) async fn apply<C: ConnectionTrait>(
-    db: &C,
-    changes: Vec<PaymentChange>,
-) -> Result<Vec<CommitResult>, StoreError> {
-    let references: Vec<String> = changes
-        .iter()
-        .map(|c| c.reference.clone())
-        .collect::<HashSet<_>>()
+/// Applies a batch's changes in order, in memory.
+pub(super) fn plan(changes: Vec<PaymentChange>, loaded: Loaded) -> Result<Plan, StoreError> {
+    let Loaded {
+        payments,
+        mut recorded,
+        mut totals,
+    } = loaded;
+    let mut work: HashMap<String, Working> = payments
         .into_iter()
-        .collect();
-    let mut work: HashMap<String, Working> = load_payments(db, &references).await?;
-    let keys: Vec<String> = changes
-        .iter()
-        .flat_map(|c| c.events.iter().map(NewEvent::dedupe_key))
-        .collect();
-    let mut recorded = recorded_keys(db, &keys).await?;
-    let with_events: Vec<String> = changes
-        .iter()
-        .filter(|c| {
-            !c.events.is_empty() && work.get(&c.reference).is_some_and(|w| w.payment.is_some())
+        .map(|(reference, s)| {
+            let w = Working {
+                payment: Some(s.payment),
+                confirmed: s.confirmed,
+                profile_pending: s.profile_pending,
+                dirty: false,
+            };
+            (reference, w)
         })
-        .map(|c| c.reference.clone())
-        .collect::<HashSet<_>>()
-        .into_iter()
         .collect();
-    let mut totals = log_totals(db, &with_events).await?;
-
     let mut results = Vec::with_capacity(changes.len());
-    let mut pending = Vec::new();
-    for (index, change) in changes.into_iter().enumerate() {
+    let mut effects = Vec::new();
+    let mut inserts = Vec::new();
+    for (index, mut change) in changes.into_iter().enumerate() {
         let w = work.entry(change.reference.clone()).or_insert(Working {
             payment: None,
             confirmed: false,
@@ -79,9 +167,7 @@ pub(super) async fn apply<C: ConnectionTrait>(
         });
         // A profile that is no longer awaited was erased meanwhile (or already recorded): a late
         // Userinfo answer must not bring the number back, nor announce it.
-        let late_profile = change.profile.is_some() && !w.profile_pending;
-        let mut change = change;
-        if late_profile {
+        if change.profile.is_some() && !w.profile_pending {
             change.profile = None;
             change.events.retain(|e| e.name != EventName::ProfileShared);
         }
@@ -96,13 +182,17 @@ pub(super) async fn apply<C: ConnectionTrait>(
             }
             if let Some(outcome) = &change.profile {
                 if let Some(customer) = p.take_profile(outcome) {
-                    super::customers::upsert(db, &customer).await?;
+                    effects.push(Effect::Customer(customer));
                 }
-                let (status, why) = match outcome {
+                let (status, failure) = match outcome {
                     ProfileOutcome::Shared { .. } => ("shared", None),
-                    ProfileOutcome::Failed(why) => ("failed", Some(why.as_str())),
+                    ProfileOutcome::Failed(why) => ("failed", Some(why.clone())),
                 };
-                super::customers::set_profile_status(db, &change.reference, status, why).await?;
+                effects.push(Effect::ProfileStatus {
+                    reference: change.reference.clone(),
+                    status,
+                    failure,
+                });
                 w.profile_pending = false;
                 w.dirty = true;
             }
@@ -111,9 +201,10 @@ pub(super) async fn apply<C: ConnectionTrait>(
         let mut appended = Vec::new();
         for ev in change.events {
             let key = ev.dedupe_key();
-            if !recorded.insert(key.clone()) {
+            if recorded.contains(&key) {
                 continue; // already in the log, or earlier in this batch
             }
+            recorded.insert(key.clone());
             let total = totals.entry(change.reference.clone()).or_default();
             *total = total.with_event(&ev);
             if let Some(p) = w.payment.as_mut() {
@@ -126,24 +217,22 @@ pub(super) async fn apply<C: ConnectionTrait>(
                 }
                 None => None,
             };
-            pending.push((
-                Pending {
-                    key,
-                    snapshot,
-                    slot: (index, appended.len()),
-                },
-                ev.clone(),
-            ));
             appended.push(PaymentEvent {
-                sequence: 0, // assigned by the insert below
-                event: ev,
+                sequence: 0, // assigned when inserted
+                event: ev.clone(),
                 payment: w.payment.clone(),
+            });
+            inserts.push(Insert {
+                key,
+                event: ev,
+                snapshot,
+                slot: (index, appended.len() - 1),
             });
         }
 
         if change.discard_payment {
             if w.payment.take().is_some() {
-                payments::delete(db, &change.reference).await?;
+                effects.push(Effect::DeletePayment(change.reference.clone()));
             }
             w.dirty = false;
         }
@@ -156,44 +245,110 @@ pub(super) async fn apply<C: ConnectionTrait>(
                 ),
                 Settlement::Rejected(why) => (OperationStatus::Rejected, why),
             };
-            if !operations::finish(db, id, status, &outcome).await? {
-                // Another sender settled it first: its outcome stands (Vipps' idempotency made
-                // both answers describe the same effect).
-                tracing::info!(operation = id, "operation was already settled");
-            }
+            effects.push(Effect::Finish {
+                id,
+                status,
+                outcome,
+            });
         }
         results.push(CommitResult {
             payment: w.payment.clone(),
             appended,
         });
     }
+    let updates = work
+        .into_values()
+        .filter(|w| w.dirty)
+        .filter_map(|w| w.payment.map(|p| (p, w.confirmed)))
+        .collect();
+    Ok(Plan {
+        results,
+        effects,
+        inserts,
+        updates,
+    })
+}
 
-    let sequences = insert_events(db, &pending).await?;
-    for (p, _) in &pending {
-        let sequence = sequences
-            .get(&p.key)
-            .copied()
-            .ok_or_else(|| StoreError::Corrupt("an inserted event returned no sequence".into()))?;
-        let (change, position) = p.slot;
-        if let Some(e) = results
-            .get_mut(change)
-            .and_then(|r| r.appended.get_mut(position))
-        {
-            e.sequence = sequence;
+impl Plan {
+    /// Gives the appended events their sequences, one per insert in insert order.
+    pub fn number(&mut self, sequences: &[u64]) -> Result<(), StoreError> {
+        if sequences.len() != self.inserts.len() {
+            return Err(StoreError::Corrupt(format!(
+                "{} events inserted, {} sequences returned",
+                self.inserts.len(),
+                sequences.len()
+            )));
+        }
+        for (insert, &sequence) in self.inserts.iter().zip(sequences) {
+            let (change, position) = insert.slot;
+            if let Some(e) = self
+                .results
+                .get_mut(change)
+                .and_then(|r| r.appended.get_mut(position))
+            {
+                e.sequence = sequence;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A sequence as the store hands it out.
+pub(super) fn sequence(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("sequence {value}")))
+}
+
+/// The sea-orm writer: loads, plans and writes a batch inside the open transaction `db`.
+pub(super) async fn apply<C: ConnectionTrait>(
+    db: &C,
+    changes: Vec<PaymentChange>,
+) -> Result<Vec<CommitResult>, StoreError> {
+    let payments = load_payments(db, &references(&changes)).await?;
+    let recorded = recorded_keys(db, &keys(&changes)).await?;
+    let totals = log_totals(db, &with_events(&changes, &payments)).await?;
+    let loaded = Loaded {
+        payments,
+        recorded,
+        totals,
+    };
+    let mut plan = plan(changes, loaded)?;
+    for effect in &plan.effects {
+        match effect {
+            Effect::Customer(customer) => super::customers::upsert(db, customer).await?,
+            Effect::ProfileStatus {
+                reference,
+                status,
+                failure,
+            } => {
+                super::customers::set_profile_status(db, reference, status, failure.as_deref())
+                    .await?
+            }
+            Effect::DeletePayment(reference) => payments::delete(db, reference).await?,
+            Effect::Finish {
+                id,
+                status,
+                outcome,
+            } => {
+                if !operations::finish(db, *id, *status, outcome).await? {
+                    // Another sender settled it first: its outcome stands (Vipps' idempotency
+                    // made both answers describe the same effect).
+                    tracing::info!(operation = id, "operation was already settled");
+                }
+            }
         }
     }
-    for w in work.values() {
-        if let (true, Some(p)) = (w.dirty, &w.payment) {
-            payments::update(db, p, w.confirmed).await?;
-        }
+    let sequences = insert_events(db, &plan.inserts).await?;
+    plan.number(&sequences)?;
+    for (p, confirmed) in &plan.updates {
+        payments::update(db, p, *confirmed).await?;
     }
-    Ok(results)
+    Ok(plan.results)
 }
 
 async fn load_payments<C: ConnectionTrait>(
     db: &C,
     references: &[String],
-) -> Result<HashMap<String, Working>, StoreError> {
+) -> Result<HashMap<String, Stored>, StoreError> {
     let mut out = HashMap::new();
     for chunk in references.chunks(INSERT_CHUNK) {
         let rows = payment::Entity::find()
@@ -201,22 +356,12 @@ async fn load_payments<C: ConnectionTrait>(
             .all(db)
             .await?;
         for row in rows {
-            let confirmed = row.confirmed;
-            let reference = row.reference.clone();
-            out.insert(
-                reference,
-                Working {
-                    profile_pending: row.profile_status.as_deref() == Some("pending"),
-                    payment: Some(convert::payment(row)?),
-                    confirmed,
-                    dirty: false,
-                },
-            );
+            let (reference, stored) = Stored::from_model(row)?;
+            out.insert(reference, stored);
         }
     }
     Ok(out)
 }
-
 async fn recorded_keys<C: ConnectionTrait>(
     db: &C,
     keys: &[String],
@@ -264,16 +409,16 @@ async fn log_totals<C: ConnectionTrait>(
     Ok(out)
 }
 
-/// Multi-row inserts; returns each new event's sequence by dedupe key. Within one statement
+/// Multi-row inserts; returns the new events' sequences in insert order. Within one statement
 /// rows take increasing sequences in VALUES order, and statements run in batch order, so the
 /// log order is the batch order.
 async fn insert_events<C: ConnectionTrait>(
     db: &C,
-    pending: &[(Pending, NewEvent)],
-) -> Result<HashMap<String, u64>, StoreError> {
-    let mut out = HashMap::with_capacity(pending.len());
+    inserts: &[Insert],
+) -> Result<Vec<u64>, StoreError> {
+    let mut by_key = HashMap::with_capacity(inserts.len());
     let recorded_ms = now_ms();
-    for chunk in pending.chunks(INSERT_CHUNK) {
+    for chunk in inserts.chunks(INSERT_CHUNK) {
         let mut insert = Query::insert();
         insert.into_table(event::Entity).columns([
             event::Column::DedupeKey,
@@ -289,10 +434,16 @@ async fn insert_events<C: ConnectionTrait>(
             event::Column::Payment,
             event::Column::RecordedMs,
         ]);
-        for (p, ev) in chunk {
+        for Insert {
+            key,
+            event: ev,
+            snapshot,
+            ..
+        } in chunk
+        {
             insert
                 .values([
-                    Expr::val(p.key.clone()).into(),
+                    Expr::val(key.clone()).into(),
                     Expr::val(ev.reference.clone()).into(),
                     Expr::val(ev.psp_reference.clone()).into(),
                     Expr::val(ev.name.as_str()).into(),
@@ -302,7 +453,7 @@ async fn insert_events<C: ConnectionTrait>(
                     Expr::val(ev.idempotency_key.clone()).into(),
                     Expr::val(ev.success).into(),
                     Expr::val(ev.source.as_str()).into(),
-                    Expr::val(p.snapshot.clone()).into(),
+                    Expr::val(snapshot.clone()).into(),
                     Expr::val(recorded_ms).into(),
                 ])
                 .map_err(|e| StoreError::Corrupt(format!("building the event insert: {e}")))?;
@@ -314,12 +465,18 @@ async fn insert_events<C: ConnectionTrait>(
             .query_all(db.get_database_backend().build(&insert))
             .await?;
         for row in rows {
-            let sequence: i64 = row.try_get("", "sequence")?;
+            let value: i64 = row.try_get("", "sequence")?;
             let key: String = row.try_get("", "dedupe_key")?;
-            let sequence = u64::try_from(sequence)
-                .map_err(|_| StoreError::Corrupt(format!("sequence {sequence}")))?;
-            out.insert(key, sequence);
+            by_key.insert(key, sequence(value)?);
         }
     }
-    Ok(out)
+    inserts
+        .iter()
+        .map(|i| {
+            by_key
+                .get(&i.key)
+                .copied()
+                .ok_or_else(|| StoreError::Corrupt("an inserted event returned no sequence".into()))
+        })
+        .collect()
 }

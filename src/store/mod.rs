@@ -25,6 +25,7 @@ mod operations;
 mod payments;
 mod polling;
 pub mod retention;
+mod sqlite_writer;
 mod webhook_secrets;
 mod write;
 
@@ -62,6 +63,8 @@ pub enum StoreError {
     Db(#[from] DbErr),
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("{0}")]
     SecondWriter(String),
     #[error("reference {0} is already used by another payment")]
@@ -82,6 +85,9 @@ impl StoreError {
         use sea_orm::RuntimeErr;
         let database = match self {
             StoreError::Corrupt(_) => return true,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                return sqlite_refused(&e.extended_code.to_string())
+            }
             StoreError::Sqlx(sqlx::Error::Database(e))
             | StoreError::Db(
                 DbErr::Exec(RuntimeErr::SqlxError(sqlx::Error::Database(e)))
@@ -125,6 +131,8 @@ pub struct Store {
     backend: DbBackend,
     /// SQLite only: one writer at a time inside this process.
     write_lock: Option<Arc<Mutex<()>>>,
+    /// SQLite files only: the prepared-statement writer for batches of changes.
+    sqlite_writer: Option<sqlite_writer::SqliteWriter>,
     /// SQLite only: an exclusive lock on `<database>.lock`, held while the store lives, so a
     /// second paygate on the same file is refused instead of interleaving writers.
     writer_lock: Arc<std::sync::Mutex<Option<std::fs::File>>>,
@@ -155,7 +163,8 @@ impl Store {
 
     async fn connect_sqlite(url: &str, timeout: Duration) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?;
-        let writer_lock = lock_single_writer(options.get_filename())?;
+        let file = options.get_filename().to_path_buf();
+        let writer_lock = lock_single_writer(&file)?;
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -169,10 +178,16 @@ impl Store {
             .acquire_timeout(timeout)
             .connect_with(options)
             .await?;
+        // An in-memory database is private to its connection: it keeps the sea-orm writer.
+        let sqlite_writer = match writer_lock {
+            Some(_) => Some(sqlite_writer::SqliteWriter::open(&file, timeout)?),
+            None => None,
+        };
         Ok(Self {
             db: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
             backend: DbBackend::Sqlite,
             write_lock: Some(Arc::new(Mutex::new(()))),
+            sqlite_writer,
             writer_lock: Arc::new(std::sync::Mutex::new(writer_lock)),
             closed: Arc::default(),
         })
@@ -196,6 +211,7 @@ impl Store {
             db: SqlxPostgresConnector::from_sqlx_postgres_pool(pool),
             backend: DbBackend::Postgres,
             write_lock: None,
+            sqlite_writer: None,
             writer_lock: Arc::default(),
             closed: Arc::default(),
         })
@@ -211,6 +227,9 @@ impl Store {
     /// paygate can take over the SQLite file at once.
     pub async fn close(&self) {
         self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(writer) = &self.sqlite_writer {
+            writer.stop();
+        }
         if let Err(e) = self.db.clone().close().await {
             tracing::warn!(error = %e, "closing the database");
         }
@@ -302,7 +321,10 @@ impl From<StoreError> for crate::domain::PaygateError {
             )),
             StoreError::SecondWriter(why) => PaygateError::Unavailable(why),
             StoreError::Corrupt(why) => PaygateError::Internal(format!("stored data: {why}")),
-            StoreError::Db(_) | StoreError::Sqlx(_) | StoreError::Unavailable(_) => {
+            StoreError::Db(_)
+            | StoreError::Sqlx(_)
+            | StoreError::Sqlite(_)
+            | StoreError::Unavailable(_) => {
                 tracing::error!(error = %e, "database failure");
                 PaygateError::Unavailable("the database is unavailable; retry later".into())
             }

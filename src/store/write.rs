@@ -19,6 +19,15 @@ impl Store {
         entries: Vec<JournalEntry>,
         changes: Vec<PaymentChange>,
     ) -> Result<(Vec<Result<Journaled, StoreError>>, Vec<CommitResult>), StoreError> {
+        if let (true, Some(writer)) = (entries.is_empty(), &self.sqlite_writer) {
+            // SQLite's hot path (webhooks, answers, polls), behind the same in-process lock as
+            // every other write.
+            let _guard = match &self.write_lock {
+                Some(lock) => Some(lock.lock().await),
+                None => None,
+            };
+            return Ok((Vec::new(), writer.commit(changes).await?));
+        }
         let w = self.begin_write().await?;
         let mut started = Vec::with_capacity(entries.len());
         for entry in entries {

@@ -1,0 +1,598 @@
+//! SQLite's hot write path: the batches of changes (webhooks, Vipps' answers, polled states)
+//! are written on one dedicated thread that owns one `rusqlite` connection and keeps its
+//! statements prepared.
+//!
+//! Why not sqlx like the rest of the store: sqlx runs each SQLite connection on a worker thread
+//! and hands every statement and every result row across threads (a channel send and a futex
+//! wake-up each), and sea-orm rebuilds each statement's SQL per call. Under webhook load that was
+//! most of paygate's CPU (see BENCHMARKS.md). Here a whole batch crosses threads twice (the job
+//! and its answer) and each row costs one step of a statement prepared once.
+//!
+//! What a batch does is decided by `batch::plan`, shared with the sea-orm writer; this module
+//! only loads and writes. The schema stays sea-orm's (migrations, entities); the statements here
+//! name the same columns, and `tests::both_writers_leave_the_same_rows` keeps the two writers
+//! equal. Batches with journal entries still go through sea-orm (see `write.rs`).
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::Path,
+    sync::mpsc,
+    thread,
+    time::Duration,
+};
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use tokio::sync::oneshot;
+
+use super::{
+    batch::{self, Effect, Insert, Loaded, Stored},
+    change::{CommitResult, PaymentChange},
+    convert,
+    entities::payment,
+    now_ms, StoreError,
+};
+use crate::domain::{Aggregate, EventName, Payment};
+
+type Reply = oneshot::Sender<Result<Vec<CommitResult>, StoreError>>;
+
+enum Job {
+    Commit(Vec<PaymentChange>, Reply),
+    /// Close the connection (the store is closing).
+    Stop,
+}
+
+/// The handle of the writer thread.
+#[derive(Clone)]
+pub(super) struct SqliteWriter {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl SqliteWriter {
+    /// Opens a second connection to the (migrated) database file with the pool's settings and
+    /// starts the thread that owns it.
+    pub fn open(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(busy_timeout)?;
+        // The same durability as the pool: WAL, and a commit survives a power cut.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+             PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;",
+        )?;
+        conn.set_prepared_statement_cache_capacity(32);
+        let (jobs, queue) = mpsc::channel();
+        thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || serve(conn, queue))
+            .map_err(|e| StoreError::Unavailable(format!("starting the SQLite writer: {e}")))?;
+        Ok(Self { jobs })
+    }
+
+    /// Loads, plans and writes one batch in one transaction (one fsync).
+    pub async fn commit(
+        &self,
+        changes: Vec<PaymentChange>,
+    ) -> Result<Vec<CommitResult>, StoreError> {
+        let stopped = || StoreError::Unavailable("the SQLite writer is stopped".into());
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::Commit(changes, reply))
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Closes the connection once the jobs already sent are done.
+    pub fn stop(&self) {
+        let _ = self.jobs.send(Job::Stop);
+    }
+}
+
+fn serve(mut conn: Connection, queue: mpsc::Receiver<Job>) {
+    while let Ok(job) = queue.recv() {
+        match job {
+            Job::Commit(changes, reply) => {
+                let _ = reply.send(commit(&mut conn, changes));
+            }
+            Job::Stop => break,
+        }
+    }
+}
+
+fn commit(
+    conn: &mut Connection,
+    changes: Vec<PaymentChange>,
+) -> Result<Vec<CommitResult>, StoreError> {
+    // IMMEDIATE takes the write lock first: a deferred transaction that reads and then writes
+    // fails at once when another connection wrote meanwhile; this one waits busy_timeout.
+    let txn = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let payments = load_payments(&txn, &batch::references(&changes))?;
+    let recorded = recorded_keys(&txn, &batch::keys(&changes))?;
+    let totals = log_totals(&txn, &batch::with_events(&changes, &payments))?;
+    let loaded = Loaded {
+        payments,
+        recorded,
+        totals,
+    };
+    let mut plan = batch::plan(changes, loaded)?;
+    for effect in &plan.effects {
+        write_effect(&txn, effect)?;
+    }
+    let sequences = insert_events(&txn, &plan.inserts)?;
+    plan.number(&sequences)?;
+    for (p, confirmed) in &plan.updates {
+        update_payment(&txn, p, *confirmed)?;
+    }
+    if !plan.inserts.is_empty() {
+        crate::crashpoint::hit("in_commit");
+    }
+    txn.commit()?;
+    Ok(plan.results)
+}
+
+const PAYMENT_COLUMNS: &str = "reference, psp_reference, state, currency, amount, authorized, \
+     captured, refunded, cancelled, user_flow, redirect_url, customer_key, phone_number, \
+     profile_sub, metadata, confirmed, failure, profile_status, next_poll_ms, create_time_ms, \
+     update_time_ms";
+
+fn load_payments(
+    txn: &Transaction<'_>,
+    references: &[String],
+) -> Result<HashMap<String, Stored>, StoreError> {
+    let mut select = txn.prepare_cached(&format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE reference = ?1"
+    ))?;
+    let mut out = HashMap::new();
+    for reference in references {
+        let row = select
+            .query_row([reference], |r| {
+                Ok(payment::Model {
+                    reference: r.get(0)?,
+                    psp_reference: r.get(1)?,
+                    state: r.get(2)?,
+                    currency: r.get(3)?,
+                    amount: r.get(4)?,
+                    authorized: r.get(5)?,
+                    captured: r.get(6)?,
+                    refunded: r.get(7)?,
+                    cancelled: r.get(8)?,
+                    user_flow: r.get(9)?,
+                    redirect_url: r.get(10)?,
+                    customer_key: r.get(11)?,
+                    phone_number: r.get(12)?,
+                    profile_sub: r.get(13)?,
+                    metadata: r.get(14)?,
+                    confirmed: r.get(15)?,
+                    failure: r.get(16)?,
+                    profile_status: r.get(17)?,
+                    next_poll_ms: r.get(18)?,
+                    create_time_ms: r.get(19)?,
+                    update_time_ms: r.get(20)?,
+                })
+            })
+            .optional()?;
+        if let Some(row) = row {
+            let (reference, stored) = Stored::from_model(row)?;
+            out.insert(reference, stored);
+        }
+    }
+    Ok(out)
+}
+
+fn recorded_keys(txn: &Transaction<'_>, keys: &[String]) -> Result<HashSet<String>, StoreError> {
+    let mut exists = txn.prepare_cached("SELECT 1 FROM events WHERE dedupe_key = ?1")?;
+    let mut out = HashSet::new();
+    for key in keys {
+        if exists.exists([key])? {
+            out.insert(key.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn log_totals(
+    txn: &Transaction<'_>,
+    references: &[String],
+) -> Result<HashMap<String, Aggregate>, StoreError> {
+    let mut select =
+        txn.prepare_cached("SELECT name, amount, success FROM events WHERE reference = ?1")?;
+    let mut out = HashMap::new();
+    for reference in references {
+        let mut total = Aggregate::default();
+        let mut rows = select.query([reference])?;
+        while let Some(row) = rows.next()? {
+            let name: String = row.get(0)?;
+            if let Some(name) = EventName::parse(&name) {
+                total = total.with(name, row.get(1)?, row.get(2)?);
+            }
+        }
+        out.insert(reference.clone(), total);
+    }
+    Ok(out)
+}
+
+/// One prepared single-row insert per event: SQLite numbers them in the order they run, which
+/// is the batch order.
+fn insert_events(txn: &Transaction<'_>, inserts: &[Insert]) -> Result<Vec<u64>, StoreError> {
+    let mut insert = txn.prepare_cached(
+        "INSERT INTO events (dedupe_key, reference, psp_reference, name, currency, amount, \
+         timestamp_ms, idempotency_key, success, source, payment, recorded_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?;
+    let recorded_ms = now_ms();
+    let mut sequences = Vec::with_capacity(inserts.len());
+    for Insert {
+        key,
+        event: ev,
+        snapshot,
+        ..
+    } in inserts
+    {
+        insert.execute(params![
+            key,
+            ev.reference,
+            ev.psp_reference,
+            ev.name.as_str(),
+            ev.amount.currency.code(),
+            ev.amount.value,
+            ev.timestamp.timestamp_millis(),
+            ev.idempotency_key,
+            ev.success,
+            ev.source.as_str(),
+            snapshot,
+            recorded_ms,
+        ])?;
+        sequences.push(batch::sequence(txn.last_insert_rowid())?);
+    }
+    Ok(sequences)
+}
+
+/// The columns `payments::update` sets (the profile status, the failure and the poll schedule
+/// are written by their own statements).
+fn update_payment(txn: &Transaction<'_>, p: &Payment, confirmed: bool) -> Result<(), StoreError> {
+    let m = convert::payment_model(p, confirmed);
+    let mut update = txn.prepare_cached(
+        "UPDATE payments SET psp_reference = ?2, state = ?3, currency = ?4, amount = ?5, \
+         authorized = ?6, captured = ?7, refunded = ?8, cancelled = ?9, user_flow = ?10, \
+         redirect_url = ?11, customer_key = ?12, phone_number = ?13, profile_sub = ?14, \
+         metadata = ?15, confirmed = ?16, update_time_ms = ?17 WHERE reference = ?1",
+    )?;
+    update.execute(params![
+        m.reference,
+        m.psp_reference,
+        m.state,
+        m.currency,
+        m.amount,
+        m.authorized,
+        m.captured,
+        m.refunded,
+        m.cancelled,
+        m.user_flow,
+        m.redirect_url,
+        m.customer_key,
+        m.phone_number,
+        m.profile_sub,
+        m.metadata,
+        m.confirmed,
+        m.update_time_ms,
+    ])?;
+    Ok(())
+}
+
+fn write_effect(txn: &Transaction<'_>, effect: &Effect) -> Result<(), StoreError> {
+    match effect {
+        Effect::Customer(c) => {
+            txn.prepare_cached(
+                "INSERT INTO customers (customer_key, phone_number, profile_sub, shared_time_ms) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (customer_key) DO UPDATE SET \
+                 phone_number = excluded.phone_number, profile_sub = excluded.profile_sub, \
+                 shared_time_ms = excluded.shared_time_ms",
+            )?
+            .execute(params![
+                c.customer_key,
+                c.phone_number.expose(),
+                c.profile_sub,
+                c.shared_time.timestamp_millis(),
+            ])?;
+        }
+        Effect::ProfileStatus {
+            reference,
+            status,
+            failure,
+        } => {
+            txn.prepare_cached(
+                "UPDATE payments SET profile_status = ?2, failure = ?3 WHERE reference = ?1",
+            )?
+            .execute(params![reference, status, failure])?;
+        }
+        Effect::DeletePayment(reference) => {
+            txn.prepare_cached("DELETE FROM payments WHERE reference = ?1")?
+                .execute([reference])?;
+        }
+        Effect::Finish {
+            id,
+            status,
+            outcome,
+        } => {
+            let settled = txn
+                .prepare_cached(
+                    "UPDATE operations SET status = ?2, outcome = ?3, updated_ms = ?4, \
+                     lease_until_ms = 0 WHERE id = ?1 AND status = ?5",
+                )?
+                .execute(params![
+                    id,
+                    status.as_str(),
+                    outcome.to_string(),
+                    now_ms(),
+                    crate::domain::OperationStatus::Pending.as_str(),
+                ])?;
+            if settled != 1 {
+                // Another sender settled it first: its outcome stands.
+                tracing::info!(operation = id, "operation was already settled");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::super::{
+        batch, CommitResult, JournalEntry, Journaled, PaymentChange, Settlement, Store,
+    };
+    use crate::{
+        domain::{
+            Currency, EventName, EventSource, Money, NewEvent, NewOperation, OperationKind,
+            PhoneNumber, ProfileOutcome,
+        },
+        test_support,
+    };
+
+    fn event(reference: &str, name: EventName, value: i64, key: Option<&str>) -> NewEvent {
+        NewEvent {
+            reference: reference.into(),
+            psp_reference: format!("psp-{reference}"),
+            name,
+            amount: Money::new(Currency::Nok, value),
+            timestamp: Utc.timestamp_millis_opt(1_700_000_000_000).unwrap(),
+            idempotency_key: key.map(str::to_owned),
+            success: true,
+            source: EventSource::Webhook,
+        }
+    }
+
+    fn operation(kind: OperationKind, reference: &str, key: &str) -> NewOperation {
+        NewOperation {
+            kind,
+            reference: reference.into(),
+            idempotency_key: key.into(),
+            fingerprint: "f".into(),
+            request: serde_json::json!({}),
+            lease_until_ms: 0,
+            caller: "test".into(),
+        }
+    }
+
+    /// Journals creates of `payment-a` (wanting the profile), `payment-b` and `payment-c`, and a capture
+    /// of `payment-a`; returns their operation ids.
+    async fn journal(store: &Store) -> Vec<i64> {
+        let create = |reference: &str, wants_profile: bool| {
+            let mut payment = test_support::payment(reference);
+            payment.create_time = Utc.timestamp_millis_opt(1_700_000_000_000).unwrap();
+            // The shared number is remembered for the customer.
+            payment.customer_key = wants_profile.then(|| format!("customer-{reference}"));
+            JournalEntry::Create {
+                payment: Box::new(payment),
+                wants_profile,
+                op: operation(
+                    OperationKind::Create,
+                    reference,
+                    &format!("create-{reference}"),
+                ),
+            }
+        };
+        let entries = vec![
+            create("payment-a", true),
+            create("payment-b", false),
+            create("payment-c", false),
+            JournalEntry::Operation(operation(OperationKind::Capture, "payment-a", "cap-1")),
+        ];
+        let (journaled, _) = store.write_batch(entries, vec![]).await.unwrap();
+        journaled
+            .into_iter()
+            .map(|j| match j.unwrap() {
+                Journaled::Started(op) => op.id,
+                Journaled::Existing(op) => panic!("journalled before: {op:?}"),
+            })
+            .collect()
+    }
+
+    /// Batches that make every kind of write a change can cause: confirm and settle, discard,
+    /// events of known and unknown payments, duplicates within and across batches, a failed
+    /// event, a shared profile and a late second one.
+    fn batches(ops: &[i64]) -> Vec<Vec<PaymentChange>> {
+        let phone = PhoneNumber::parse("phone_number", "4712345678").unwrap();
+        let shared = ProfileOutcome::Shared {
+            phone_number: phone,
+            sub: "sub-a".into(),
+        };
+        let authorized = |r: &str| event(r, EventName::Authorized, 10_000, None);
+        let capture = event("payment-a", EventName::Captured, 4_000, Some("cap-1"));
+        let mut failed = event("payment-b", EventName::Captured, 500, Some("x"));
+        failed.success = false;
+        vec![
+            vec![
+                PaymentChange {
+                    reference: "payment-a".into(),
+                    confirm: true,
+                    settle: Some((ops[0], Settlement::Succeeded)),
+                    ..Default::default()
+                },
+                PaymentChange {
+                    reference: "payment-b".into(),
+                    confirm: true,
+                    settle: Some((ops[1], Settlement::Succeeded)),
+                    ..Default::default()
+                },
+                PaymentChange {
+                    reference: "payment-c".into(),
+                    discard_payment: true,
+                    settle: Some((ops[2], Settlement::Rejected(serde_json::json!({"no": 1})))),
+                    ..Default::default()
+                },
+                PaymentChange {
+                    reference: "ghost-payment".into(),
+                    events: vec![authorized("ghost-payment")],
+                    confirm: true,
+                    ..Default::default()
+                },
+            ],
+            vec![
+                PaymentChange {
+                    reference: "payment-a".into(),
+                    events: vec![authorized("payment-a"), authorized("payment-a")],
+                    confirm: true,
+                    ..Default::default()
+                },
+                PaymentChange {
+                    reference: "payment-a".into(),
+                    events: vec![event("payment-a", EventName::ProfileShared, 0, None)],
+                    profile: Some(shared.clone()),
+                    ..Default::default()
+                },
+                PaymentChange {
+                    reference: "payment-a".into(),
+                    events: vec![capture.clone()],
+                    settle: Some((ops[3], Settlement::Succeeded)),
+                    ..Default::default()
+                },
+                PaymentChange {
+                    reference: "payment-b".into(),
+                    events: vec![authorized("payment-b"), failed],
+                    ..Default::default()
+                },
+            ],
+            vec![
+                PaymentChange {
+                    reference: "payment-a".into(),
+                    events: vec![capture, authorized("payment-a")],
+                    settle: Some((ops[3], Settlement::Rejected(serde_json::json!("late")))),
+                    ..Default::default()
+                },
+                PaymentChange {
+                    reference: "payment-a".into(),
+                    profile: Some(shared),
+                    ..Default::default()
+                },
+                PaymentChange {
+                    reference: "ghost-payment".into(),
+                    events: vec![event("ghost-payment", EventName::Captured, 100, Some("g"))],
+                    ..Default::default()
+                },
+            ],
+        ]
+    }
+
+    /// What a writer answered, without the wall-clock times.
+    fn answered(results: &[CommitResult]) -> Vec<String> {
+        let state = |p: &Option<crate::domain::Payment>| {
+            p.as_ref()
+                .map(|p| format!("{:?} {:?} {:?}", p.state, p.aggregate, p.phone_number))
+        };
+        results
+            .iter()
+            .map(|r| {
+                let appended: Vec<String> = r
+                    .appended
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{} {} {:?}",
+                            e.sequence,
+                            e.event.dedupe_key(),
+                            state(&e.payment)
+                        )
+                    })
+                    .collect();
+                format!("{:?} {appended:?}", state(&r.payment))
+            })
+            .collect()
+    }
+
+    /// Every row the writers write, without the wall-clock columns.
+    fn rows(dir: &tempfile::TempDir) -> Vec<Vec<String>> {
+        let conn = rusqlite::Connection::open(dir.path().join("paygate.db")).unwrap();
+        let queries = [
+            "SELECT sequence, dedupe_key, reference, psp_reference, name, currency, amount, \
+             timestamp_ms, idempotency_key, success, source, \
+             json_remove(payment, '$.update_time') FROM events ORDER BY sequence",
+            "SELECT reference, psp_reference, state, currency, amount, authorized, captured, \
+             refunded, cancelled, user_flow, redirect_url, customer_key, phone_number, \
+             profile_sub, metadata, confirmed, failure, profile_status, next_poll_ms \
+             FROM payments ORDER BY reference",
+            "SELECT customer_key, phone_number, profile_sub FROM customers ORDER BY 1",
+            "SELECT id, kind, reference, status, json_remove(outcome, '$.update_time'), \
+             lease_until_ms FROM operations ORDER BY id",
+        ];
+        let mut out = Vec::new();
+        for sql in queries {
+            let mut table = Vec::new();
+            let mut statement = conn.prepare(sql).unwrap();
+            let columns = statement.column_count();
+            let mut found = statement.query([]).unwrap();
+            while let Some(row) = found.next().unwrap() {
+                let values: Vec<rusqlite::types::Value> =
+                    (0..columns).map(|i| row.get(i).unwrap()).collect();
+                table.push(format!("{values:?}"));
+            }
+            out.push(table);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn both_writers_leave_the_same_rows() {
+        let (sea_dir, fast_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (sea, url) = test_support::fresh_store(&sea_dir).await;
+        if !url.starts_with("sqlite") {
+            return; // the prepared-statement writer is SQLite's
+        }
+        let (fast, _) = test_support::fresh_store(&fast_dir).await;
+        let ops = journal(&sea).await;
+        assert_eq!(journal(&fast).await, ops);
+        let writer = fast
+            .sqlite_writer
+            .clone()
+            .expect("a SQLite file has the fast writer");
+        for changes in batches(&ops) {
+            let w = sea.begin_write().await.unwrap();
+            let via_sea = batch::apply(&w.txn, changes.clone()).await.unwrap();
+            w.txn.commit().await.unwrap();
+            let via_fast = writer.commit(changes).await.unwrap();
+            assert_eq!(answered(&via_sea), answered(&via_fast));
+        }
+        let (sea_rows, fast_rows) = (rows(&sea_dir), rows(&fast_dir));
+        assert_eq!(sea_rows, fast_rows);
+        // The batches did write what the comparison is about.
+        let all = fast_rows.concat().join("\n");
+        for expected in [
+            "payment-a:CAPTURED:k:cap-1",
+            "ghost-payment:AUTHORIZED",
+            "payment-b:CAPTURED:failed:psp-payment-b",
+            "4712345678",
+            "customer-payment-a",
+            "\"rejected\"",
+            "\"succeeded\"",
+        ] {
+            assert!(all.contains(expected), "{expected} missing from\n{all}");
+        }
+        let payments = fast_rows[1].join("\n");
+        assert!(
+            !payments.contains("payment-c"),
+            "the discarded payment stays:\n{payments}"
+        );
+        sea.close().await;
+        fast.close().await;
+    }
+}
