@@ -133,7 +133,13 @@ async fn insert<C: ConnectionTrait>(db: &C, op: NewOperation) -> Result<Operatio
         .exec(db)
         .await?
         .last_insert_id;
-    Ok(Operation {
+    Ok(started(op, id))
+}
+
+/// A newly journalled operation as stored under `id`: pending, sent once (its first send is
+/// the caller's, under the lease it was journalled with).
+pub(super) fn started(op: NewOperation, id: i64) -> Operation {
+    Operation {
         id,
         kind: op.kind,
         reference: op.reference,
@@ -143,7 +149,7 @@ async fn insert<C: ConnectionTrait>(db: &C, op: NewOperation) -> Result<Operatio
         status: OperationStatus::Pending,
         outcome: None,
         sends: 1,
-    })
+    }
 }
 
 /// Settles an operation with its outcome, only while it is still pending (compare-and-set):

@@ -1,6 +1,6 @@
-//! SQLite's hot write path: the batches of changes (webhooks, Vipps' answers, polled states)
-//! are written on one dedicated thread that owns one `rusqlite` connection and keeps its
-//! statements prepared.
+//! SQLite's write path for the group commit: every batch of journal entries and changes
+//! (creates and captures, webhooks, Vipps' answers, polled states) is written on one dedicated
+//! thread that owns one `rusqlite` connection and keeps its statements prepared.
 //!
 //! Why not sqlx like the rest of the store: sqlx runs each SQLite connection on a worker thread
 //! and hands every statement and every result row across threads (a channel send and a futex
@@ -11,7 +11,8 @@
 //! What a batch does is decided by `batch::plan`, shared with the sea-orm writer; this module
 //! only loads and writes. The schema stays sea-orm's (migrations, entities); the statements here
 //! name the same columns, and `tests::both_writers_leave_the_same_rows` keeps the two writers
-//! equal. Batches with journal entries still go through sea-orm (see `write.rs`).
+//! equal. The other writes (leases, retention, erasure) stay sea-orm's, serialized with this
+//! thread by the store's write lock.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -28,15 +29,19 @@ use super::{
     batch::{self, Effect, Insert, Loaded, Stored},
     change::{CommitResult, PaymentChange},
     convert,
-    entities::payment,
-    now_ms, StoreError,
+    entities::{operation, payment},
+    now_ms,
+    operations::{self, JournalEntry, Journaled},
+    StoreError,
 };
-use crate::domain::{Aggregate, EventName, Payment};
+use crate::domain::{Aggregate, EventName, NewOperation, Operation, OperationStatus, Payment};
 
-type Reply = oneshot::Sender<Result<Vec<CommitResult>, StoreError>>;
+/// What a batch did: each journal entry's outcome, then each change's.
+pub(super) type Done = (Vec<Result<Journaled, StoreError>>, Vec<CommitResult>);
+type Reply = oneshot::Sender<Result<Done, StoreError>>;
 
 enum Job {
-    Commit(Vec<PaymentChange>, Reply),
+    Commit(Vec<JournalEntry>, Vec<PaymentChange>, Reply),
     /// Close the connection (the store is closing).
     Stop,
 }
@@ -67,15 +72,18 @@ impl SqliteWriter {
         Ok(Self { jobs })
     }
 
-    /// Loads, plans and writes one batch in one transaction (one fsync).
+    /// Journals the entries, then loads, plans and writes the changes, in one transaction (one
+    /// fsync). A refused entry (reference taken) is answered alone; any database error fails
+    /// the whole batch.
     pub async fn commit(
         &self,
+        entries: Vec<JournalEntry>,
         changes: Vec<PaymentChange>,
-    ) -> Result<Vec<CommitResult>, StoreError> {
+    ) -> Result<Done, StoreError> {
         let stopped = || StoreError::Unavailable("the SQLite writer is stopped".into());
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job::Commit(changes, reply))
+            .send(Job::Commit(entries, changes, reply))
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
@@ -89,8 +97,8 @@ impl SqliteWriter {
 fn serve(mut conn: Connection, queue: mpsc::Receiver<Job>) {
     while let Ok(job) = queue.recv() {
         match job {
-            Job::Commit(changes, reply) => {
-                let _ = reply.send(commit(&mut conn, changes));
+            Job::Commit(entries, changes, reply) => {
+                let _ = reply.send(commit(&mut conn, entries, changes));
             }
             Job::Stop => break,
         }
@@ -99,11 +107,24 @@ fn serve(mut conn: Connection, queue: mpsc::Receiver<Job>) {
 
 fn commit(
     conn: &mut Connection,
+    entries: Vec<JournalEntry>,
     changes: Vec<PaymentChange>,
-) -> Result<Vec<CommitResult>, StoreError> {
+) -> Result<Done, StoreError> {
     // IMMEDIATE takes the write lock first: a deferred transaction that reads and then writes
     // fails at once when another connection wrote meanwhile; this one waits busy_timeout.
     let txn = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Entries first: none can depend on a change of the same batch (a change for an operation
+    // is only made after its entry was committed and answered).
+    let mut journaled = Vec::with_capacity(entries.len());
+    for entry in entries {
+        match journal(&txn, entry) {
+            Err(StoreError::ReferenceTaken(r)) => {
+                journaled.push(Err(StoreError::ReferenceTaken(r)))
+            }
+            Err(e) => return Err(e),
+            Ok(outcome) => journaled.push(Ok(outcome)),
+        }
+    }
     let payments = load_payments(&txn, &batch::references(&changes))?;
     let recorded = recorded_keys(&txn, &batch::keys(&changes))?;
     let totals = log_totals(&txn, &batch::with_events(&changes, &payments))?;
@@ -125,7 +146,130 @@ fn commit(
         crate::crashpoint::hit("in_commit");
     }
     txn.commit()?;
-    Ok(plan.results)
+    Ok((journaled, plan.results))
+}
+
+/// `operations::journal_in`, on this connection: a key seen before returns the earlier
+/// operation; a reference already used by another create key is refused before any write.
+fn journal(txn: &Transaction<'_>, entry: JournalEntry) -> Result<Journaled, StoreError> {
+    let (op, create) = match entry {
+        JournalEntry::Create {
+            payment,
+            wants_profile,
+            op,
+        } => (op, Some((payment, wants_profile))),
+        JournalEntry::Operation(op) => (op, None),
+    };
+    if let Some(existing) = find_operation(txn, &op)? {
+        return Ok(Journaled::Existing(existing));
+    }
+    if let Some((payment, wants_profile)) = create {
+        let reference = payment.reference.as_str();
+        let taken = txn
+            .prepare_cached("SELECT 1 FROM payments WHERE reference = ?1")?
+            .exists([reference])?;
+        if taken {
+            return Err(StoreError::ReferenceTaken(reference.to_owned()));
+        }
+        insert_payment(txn, &payment)?;
+        if wants_profile {
+            write_effect(
+                txn,
+                &Effect::ProfileStatus {
+                    reference: reference.to_owned(),
+                    status: "pending",
+                    failure: None,
+                },
+            )?;
+        }
+    }
+    let now = now_ms();
+    txn.prepare_cached(
+        "INSERT INTO operations (kind, scope, reference, idempotency_key, fingerprint, request, \
+         status, outcome, created_ms, updated_ms, lease_until_ms, next_send_ms, sends, caller) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, ?8, ?9, ?8, 1, ?10)",
+    )?
+    .execute(params![
+        op.kind.as_str(),
+        op.scope(),
+        op.reference,
+        op.idempotency_key,
+        op.fingerprint,
+        op.request.to_string(),
+        OperationStatus::Pending.as_str(),
+        now,
+        op.lease_until_ms,
+        op.caller,
+    ])?;
+    let id = txn.last_insert_rowid();
+    Ok(Journaled::Started(operations::started(op, id)))
+}
+
+fn find_operation(
+    txn: &Transaction<'_>,
+    op: &NewOperation,
+) -> Result<Option<Operation>, StoreError> {
+    let mut select = txn.prepare_cached(
+        "SELECT id, kind, scope, reference, idempotency_key, fingerprint, request, status, \
+         outcome, created_ms, updated_ms, lease_until_ms, next_send_ms, sends, caller \
+         FROM operations WHERE kind = ?1 AND scope = ?2 AND idempotency_key = ?3",
+    )?;
+    let key = params![op.kind.as_str(), op.scope(), op.idempotency_key];
+    let found = select
+        .query_row(key, |r| {
+            Ok(operation::Model {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                scope: r.get(2)?,
+                reference: r.get(3)?,
+                idempotency_key: r.get(4)?,
+                fingerprint: r.get(5)?,
+                request: r.get(6)?,
+                status: r.get(7)?,
+                outcome: r.get(8)?,
+                created_ms: r.get(9)?,
+                updated_ms: r.get(10)?,
+                lease_until_ms: r.get(11)?,
+                next_send_ms: r.get(12)?,
+                sends: r.get(13)?,
+                caller: r.get(14)?,
+            })
+        })
+        .optional()?;
+    found.map(convert::operation).transpose()
+}
+
+/// A new (not yet confirmed) payment: every column, as `payments::insert` writes them.
+fn insert_payment(txn: &Transaction<'_>, p: &Payment) -> Result<(), StoreError> {
+    let m = convert::payment_model(p, false);
+    txn.prepare_cached(&format!(
+        "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
+         ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
+    ))?
+    .execute(params![
+        m.reference,
+        m.psp_reference,
+        m.state,
+        m.currency,
+        m.amount,
+        m.authorized,
+        m.captured,
+        m.refunded,
+        m.cancelled,
+        m.user_flow,
+        m.redirect_url,
+        m.customer_key,
+        m.phone_number,
+        m.profile_sub,
+        m.metadata,
+        m.confirmed,
+        m.failure,
+        m.profile_status,
+        m.next_poll_ms,
+        m.create_time_ms,
+        m.update_time_ms,
+    ])?;
+    Ok(())
 }
 
 const PAYMENT_COLUMNS: &str = "reference, psp_reference, state, currency, amount, authorized, \
@@ -322,7 +466,7 @@ fn write_effect(txn: &Transaction<'_>, effect: &Effect) -> Result<(), StoreError
                     status.as_str(),
                     outcome.to_string(),
                     now_ms(),
-                    crate::domain::OperationStatus::Pending.as_str(),
+                    OperationStatus::Pending.as_str(),
                 ])?;
             if settled != 1 {
                 // Another sender settled it first: its outcome stands.
@@ -339,7 +483,7 @@ mod tests {
     use chrono::{TimeZone, Utc};
 
     use super::super::{
-        batch, CommitResult, JournalEntry, Journaled, PaymentChange, Settlement, Store,
+        batch, operations, CommitResult, JournalEntry, Journaled, PaymentChange, Settlement,
     };
     use crate::{
         domain::{
@@ -374,9 +518,10 @@ mod tests {
         }
     }
 
-    /// Journals creates of `payment-a` (wanting the profile), `payment-b` and `payment-c`, and a capture
-    /// of `payment-a`; returns their operation ids.
-    async fn journal(store: &Store) -> Vec<i64> {
+    /// Journal entries: creates of `payment-a` (wanting the profile), `payment-b` and
+    /// `payment-c`, a capture of `payment-a`, then the create of `payment-b` again (a retry)
+    /// and another key's create of `payment-c` (the reference is taken).
+    fn entries() -> Vec<JournalEntry> {
         let create = |reference: &str, wants_profile: bool| {
             let mut payment = test_support::payment(reference);
             payment.create_time = Utc.timestamp_millis_opt(1_700_000_000_000).unwrap();
@@ -392,18 +537,28 @@ mod tests {
                 ),
             }
         };
-        let entries = vec![
+        let mut taken = create("payment-c", false);
+        if let JournalEntry::Create { op, .. } = &mut taken {
+            op.idempotency_key = "another-key".into();
+        }
+        vec![
             create("payment-a", true),
             create("payment-b", false),
             create("payment-c", false),
             JournalEntry::Operation(operation(OperationKind::Capture, "payment-a", "cap-1")),
-        ];
-        let (journaled, _) = store.write_batch(entries, vec![]).await.unwrap();
-        journaled
+            create("payment-b", false),
+            taken,
+        ]
+    }
+
+    /// What journalling answered, without the ids' order of assignment hidden.
+    fn journaled(outcomes: Vec<Result<Journaled, crate::store::StoreError>>) -> Vec<String> {
+        outcomes
             .into_iter()
-            .map(|j| match j.unwrap() {
-                Journaled::Started(op) => op.id,
-                Journaled::Existing(op) => panic!("journalled before: {op:?}"),
+            .map(|o| match o {
+                Ok(Journaled::Started(op)) => format!("started {op:?}"),
+                Ok(Journaled::Existing(op)) => format!("existing {op:?}"),
+                Err(e) => format!("refused {e}"),
             })
             .collect()
     }
@@ -532,8 +687,9 @@ mod tests {
              profile_sub, metadata, confirmed, failure, profile_status, next_poll_ms \
              FROM payments ORDER BY reference",
             "SELECT customer_key, phone_number, profile_sub FROM customers ORDER BY 1",
-            "SELECT id, kind, reference, status, json_remove(outcome, '$.update_time'), \
-             lease_until_ms FROM operations ORDER BY id",
+            "SELECT id, kind, scope, reference, idempotency_key, fingerprint, request, status, \
+             json_remove(outcome, '$.update_time'), lease_until_ms, sends, caller \
+             FROM operations ORDER BY id",
         ];
         let mut out = Vec::new();
         for sql in queries {
@@ -559,17 +715,27 @@ mod tests {
             return; // the prepared-statement writer is SQLite's
         }
         let (fast, _) = test_support::fresh_store(&fast_dir).await;
-        let ops = journal(&sea).await;
-        assert_eq!(journal(&fast).await, ops);
-        let writer = fast
-            .sqlite_writer
-            .clone()
-            .expect("a SQLite file has the fast writer");
+        assert!(
+            fast.sqlite_writer.is_some(),
+            "a SQLite file has the writer thread"
+        );
+        // Journal entries, one per transaction on the sea-orm side.
+        let mut via_sea = Vec::new();
+        for entry in entries() {
+            let w = sea.begin_write().await.unwrap();
+            via_sea.push(operations::journal_in(&w.txn, entry).await);
+            w.txn.commit().await.unwrap();
+        }
+        let (via_fast, _) = fast.write_batch(entries(), vec![]).await.unwrap();
+        let (via_sea, via_fast) = (journaled(via_sea), journaled(via_fast));
+        assert_eq!(via_sea, via_fast);
+        assert!(via_fast[4].starts_with("existing") && via_fast[5].starts_with("refused"));
+        let ops = [1, 2, 3, 4];
         for changes in batches(&ops) {
             let w = sea.begin_write().await.unwrap();
             let via_sea = batch::apply(&w.txn, changes.clone()).await.unwrap();
             w.txn.commit().await.unwrap();
-            let via_fast = writer.commit(changes).await.unwrap();
+            let (_, via_fast) = fast.write_batch(vec![], changes).await.unwrap();
             assert_eq!(answered(&via_sea), answered(&via_fast));
         }
         let (sea_rows, fast_rows) = (rows(&sea_dir), rows(&fast_dir));

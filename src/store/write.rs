@@ -1,5 +1,6 @@
 //! The one write transaction: journal entries and payment changes of a batch (group commit),
-//! committed together with one fsync.
+//! committed together with one fsync. A SQLite file writes it on `sqlite_writer`'s thread;
+//! PostgreSQL (and an in-memory SQLite) through sea-orm, here.
 
 use sea_orm::ConnectionTrait;
 
@@ -19,14 +20,13 @@ impl Store {
         entries: Vec<JournalEntry>,
         changes: Vec<PaymentChange>,
     ) -> Result<(Vec<Result<Journaled, StoreError>>, Vec<CommitResult>), StoreError> {
-        if let (true, Some(writer)) = (entries.is_empty(), &self.sqlite_writer) {
-            // SQLite's hot path (webhooks, answers, polls), behind the same in-process lock as
-            // every other write.
+        if let Some(writer) = &self.sqlite_writer {
+            // Behind the same in-process lock as every other write.
             let _guard = match &self.write_lock {
                 Some(lock) => Some(lock.lock().await),
                 None => None,
             };
-            return Ok((Vec::new(), writer.commit(changes).await?));
+            return writer.commit(entries, changes).await;
         }
         let w = self.begin_write().await?;
         let mut started = Vec::with_capacity(entries.len());
