@@ -7,12 +7,6 @@ use paygate::{app, app::Application, config::Config, telemetry};
 
 mod tools;
 
-/// mimalloc instead of glibc's malloc: a webhook allocates a few dozen short-lived buffers
-/// (headers, JSON, the event, its answer), freed on other threads than they were made on; glibc
-/// spent 16 % of paygate's CPU on that under load (BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "paygate",
