@@ -12,7 +12,8 @@
 //! visible, so commit order equals sequence order. SQLite has a single writer by construction;
 //! paygate additionally serializes its own writes with an in-process mutex so that concurrent
 //! transactions never fail with SQLITE_BUSY: EVERY write in this module goes through
-//! `begin_write`, and the `.lock` file keeps other processes out.
+//! `begin_write` or, for the group commit on a SQLite file, takes the same mutex before handing
+//! the batch to `sqlite_writer`'s thread (`write.rs`); the `.lock` file keeps other processes out.
 
 mod batch;
 mod change;
