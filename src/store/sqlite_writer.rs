@@ -22,7 +22,7 @@ use std::{
     time::Duration,
 };
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, ToSql, Transaction, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use super::{
@@ -246,30 +246,35 @@ fn insert_payment(txn: &Transaction<'_>, p: &Payment) -> Result<(), StoreError> 
         "INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
          ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
     ))?
-    .execute(params![
-        m.reference,
-        m.psp_reference,
-        m.state,
-        m.currency,
-        m.amount,
-        m.authorized,
-        m.captured,
-        m.refunded,
-        m.cancelled,
-        m.user_flow,
-        m.redirect_url,
-        m.customer_key,
-        m.phone_number,
-        m.profile_sub,
-        m.metadata,
-        m.confirmed,
-        m.failure,
-        m.profile_status,
-        m.next_poll_ms,
-        m.create_time_ms,
-        m.update_time_ms,
-    ])?;
+    .execute(&payment_params(&m)[..])?;
     Ok(())
+}
+
+/// A payment's columns in `PAYMENT_COLUMNS` order (`?1` to `?21`).
+fn payment_params(m: &payment::Model) -> [&dyn ToSql; 21] {
+    [
+        &m.reference,
+        &m.psp_reference,
+        &m.state,
+        &m.currency,
+        &m.amount,
+        &m.authorized,
+        &m.captured,
+        &m.refunded,
+        &m.cancelled,
+        &m.user_flow,
+        &m.redirect_url,
+        &m.customer_key,
+        &m.phone_number,
+        &m.profile_sub,
+        &m.metadata,
+        &m.confirmed,
+        &m.failure,
+        &m.profile_status,
+        &m.next_poll_ms,
+        &m.create_time_ms,
+        &m.update_time_ms,
+    ]
 }
 
 const PAYMENT_COLUMNS: &str = "reference, psp_reference, state, currency, amount, authorized, \
@@ -393,31 +398,15 @@ fn insert_events(txn: &Transaction<'_>, inserts: &[Insert]) -> Result<Vec<u64>, 
 /// are written by their own statements).
 fn update_payment(txn: &Transaction<'_>, p: &Payment, confirmed: bool) -> Result<(), StoreError> {
     let m = convert::payment_model(p, confirmed);
+    // Binds all of `payment_params`; ?17 to ?20 (failure, profile status, poll schedule, create
+    // time) are not written here.
     let mut update = txn.prepare_cached(
         "UPDATE payments SET psp_reference = ?2, state = ?3, currency = ?4, amount = ?5, \
          authorized = ?6, captured = ?7, refunded = ?8, cancelled = ?9, user_flow = ?10, \
          redirect_url = ?11, customer_key = ?12, phone_number = ?13, profile_sub = ?14, \
-         metadata = ?15, confirmed = ?16, update_time_ms = ?17 WHERE reference = ?1",
+         metadata = ?15, confirmed = ?16, update_time_ms = ?21 WHERE reference = ?1",
     )?;
-    update.execute(params![
-        m.reference,
-        m.psp_reference,
-        m.state,
-        m.currency,
-        m.amount,
-        m.authorized,
-        m.captured,
-        m.refunded,
-        m.cancelled,
-        m.user_flow,
-        m.redirect_url,
-        m.customer_key,
-        m.phone_number,
-        m.profile_sub,
-        m.metadata,
-        m.confirmed,
-        m.update_time_ms,
-    ])?;
+    update.execute(&payment_params(&m)[..])?;
     Ok(())
 }
 
