@@ -53,8 +53,9 @@ pub(super) struct SqliteWriter {
 }
 
 impl SqliteWriter {
-    /// Opens a second connection to the (migrated) database file with the pool's settings and
-    /// starts the thread that owns it.
+    /// Opens a second connection to the database file with the pool's settings and starts the
+    /// thread that owns it. Its statements are prepared at their first use, after the pool has
+    /// run the migrations.
     pub fn open(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(busy_timeout)?;
