@@ -21,7 +21,9 @@ use std::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::Feed;
-use crate::store::{CommitResult, JournalEntry, Journaled, PaymentChange, Store, StoreError};
+use crate::store::{
+    CommitResult, JournalEntry, Journaled, PaymentChange, Store, StoreError, Written,
+};
 
 /// Work that may wait for the writer; senders wait when it is full (back-pressure).
 pub const QUEUE: usize = 8192;
@@ -233,10 +235,8 @@ struct Failed {
     why: String,
 }
 
-type Done = (Vec<Result<Journaled, StoreError>>, Vec<CommitResult>);
-
 /// Hands committed events to subscribers and answers every job.
-fn answer(feed: &Feed, replies: Replies, (started, results): Done) {
+fn answer(feed: &Feed, replies: Replies, (started, results): Written) {
     for event in results.iter().flat_map(|r| r.appended.iter()) {
         metrics::counter!("paygate_events_appended_total", "source" => event.event.source.as_str())
             .increment(1);

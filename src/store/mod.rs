@@ -39,7 +39,7 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    sqlite::{SqliteConnectOptions, SqlitePoolOptions},
 };
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -50,6 +50,7 @@ pub use customers::{Erased, Erasure};
 pub use operations::{JournalEntry, Journaled};
 pub use polling::DuePoll;
 pub use webhook_secrets::StoredWebhook;
+pub use write::Written;
 
 /// The PostgreSQL NOTIFY channel that tells replicas the event log grew (payload: latest sequence).
 pub const NOTIFY_CHANNEL: &str = "paygate_events";
@@ -125,6 +126,16 @@ fn postgres_refused(sqlstate: &str) -> bool {
         .any(|class| sqlstate.starts_with(class))
 }
 
+/// The settings of every SQLite connection, the pool's and the writer thread's: WAL; a commit
+/// survives a power cut; foreign keys enforced; erased personal data does not stay readable in
+/// the file's free pages.
+const SQLITE_PRAGMAS: [(&str, &str); 4] = [
+    ("journal_mode", "WAL"),
+    ("synchronous", "FULL"),
+    ("foreign_keys", "ON"),
+    ("secure_delete", "ON"),
+];
+
 /// The database and how to write to it safely.
 #[derive(Clone)]
 pub struct Store {
@@ -166,14 +177,10 @@ impl Store {
         let options = SqliteConnectOptions::from_str(url)?;
         let file = options.get_filename().to_path_buf();
         let writer_lock = lock_single_writer(&file)?;
-        let options = options
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(timeout)
-            .foreign_keys(true)
-            // Erased personal data must not stay readable in the file's free pages.
-            .pragma("secure_delete", "on");
+        let options = SQLITE_PRAGMAS.iter().fold(
+            options.create_if_missing(true).busy_timeout(timeout),
+            |options, &(name, value)| options.pragma(name, value),
+        );
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(timeout)
@@ -258,12 +265,17 @@ impl Store {
         }
     }
 
-    /// Starts a write transaction holding the write ordering lock (see the module comment).
-    async fn begin_write(&self) -> Result<WriteTxn<'_>, StoreError> {
-        let guard = match &self.write_lock {
+    /// The in-process write lock (SQLite; none on PostgreSQL), held by every write.
+    async fn write_guard(&self) -> Option<MutexGuard<'_, ()>> {
+        match &self.write_lock {
             Some(lock) => Some(lock.lock().await),
             None => None,
-        };
+        }
+    }
+
+    /// Starts a write transaction holding the write ordering lock (see the module comment).
+    async fn begin_write(&self) -> Result<WriteTxn<'_>, StoreError> {
+        let guard = self.write_guard().await;
         let txn = self.db.begin().await?;
         match self.backend {
             DbBackend::Postgres => {

@@ -29,6 +29,18 @@ pub enum JournalEntry {
     Operation(NewOperation),
 }
 
+/// A journal entry's outcome inside a batch: a taken reference is that entry's answer alone;
+/// any other error fails the whole batch.
+pub(super) fn in_batch(
+    outcome: Result<Journaled, StoreError>,
+) -> Result<Result<Journaled, StoreError>, StoreError> {
+    match outcome {
+        Err(StoreError::ReferenceTaken(r)) => Ok(Err(StoreError::ReferenceTaken(r))),
+        Err(e) => Err(e),
+        Ok(journaled) => Ok(Ok(journaled)),
+    }
+}
+
 /// Journals one entry inside an open write transaction. A key seen before returns the earlier
 /// operation; a reference already used by another create key is refused (before any write).
 pub(super) async fn journal_in<C: ConnectionTrait>(

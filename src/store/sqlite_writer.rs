@@ -22,23 +22,23 @@ use std::{
     time::Duration,
 };
 
-use rusqlite::{params, Connection, OptionalExtension, ToSql, Transaction, TransactionBehavior};
+use rusqlite::{
+    params, Connection, OptionalExtension, Row, ToSql, Transaction, TransactionBehavior,
+};
 use tokio::sync::oneshot;
 
 use super::{
     batch::{self, Effect, Insert, Loaded, Stored},
-    change::{CommitResult, PaymentChange},
+    change::PaymentChange,
     convert,
     entities::{operation, payment},
     now_ms,
     operations::{self, JournalEntry, Journaled},
-    StoreError,
+    StoreError, Written, SQLITE_PRAGMAS,
 };
 use crate::domain::{Aggregate, EventName, NewOperation, Operation, OperationStatus, Payment};
 
-/// What a batch did: each journal entry's outcome, then each change's.
-pub(super) type Done = (Vec<Result<Journaled, StoreError>>, Vec<CommitResult>);
-type Reply = oneshot::Sender<Result<Done, StoreError>>;
+type Reply = oneshot::Sender<Result<Written, StoreError>>;
 
 enum Job {
     Commit(Vec<JournalEntry>, Vec<PaymentChange>, Reply),
@@ -59,11 +59,10 @@ impl SqliteWriter {
     pub fn open(path: &Path, busy_timeout: Duration) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(busy_timeout)?;
-        // The same durability as the pool: WAL, and a commit survives a power cut.
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-             PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;",
-        )?;
+        // The pool's settings: the same durability (WAL, synchronous=FULL) and the rest.
+        for (name, value) in SQLITE_PRAGMAS {
+            conn.pragma_update(None, name, value)?;
+        }
         conn.set_prepared_statement_cache_capacity(32);
         let (jobs, queue) = mpsc::channel();
         thread::Builder::new()
@@ -80,7 +79,7 @@ impl SqliteWriter {
         &self,
         entries: Vec<JournalEntry>,
         changes: Vec<PaymentChange>,
-    ) -> Result<Done, StoreError> {
+    ) -> Result<Written, StoreError> {
         let stopped = || StoreError::Unavailable("the SQLite writer is stopped".into());
         let (reply, answer) = oneshot::channel();
         self.jobs
@@ -110,7 +109,7 @@ fn commit(
     conn: &mut Connection,
     entries: Vec<JournalEntry>,
     changes: Vec<PaymentChange>,
-) -> Result<Done, StoreError> {
+) -> Result<Written, StoreError> {
     // IMMEDIATE takes the write lock first: a deferred transaction that reads and then writes
     // fails at once when another connection wrote meanwhile; this one waits busy_timeout.
     let txn = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -118,13 +117,7 @@ fn commit(
     // is only made after its entry was committed and answered).
     let mut journaled = Vec::with_capacity(entries.len());
     for entry in entries {
-        match journal(&txn, entry) {
-            Err(StoreError::ReferenceTaken(r)) => {
-                journaled.push(Err(StoreError::ReferenceTaken(r)))
-            }
-            Err(e) => return Err(e),
-            Ok(outcome) => journaled.push(Ok(outcome)),
-        }
+        journaled.push(operations::in_batch(journal(&txn, entry))?);
     }
     let payments = load_payments(&txn, &batch::references(&changes))?;
     let recorded = recorded_keys(&txn, &batch::keys(&changes))?;
@@ -216,27 +209,7 @@ fn find_operation(
          FROM operations WHERE kind = ?1 AND scope = ?2 AND idempotency_key = ?3",
     )?;
     let key = params![op.kind.as_str(), op.scope(), op.idempotency_key];
-    let found = select
-        .query_row(key, |r| {
-            Ok(operation::Model {
-                id: r.get(0)?,
-                kind: r.get(1)?,
-                scope: r.get(2)?,
-                reference: r.get(3)?,
-                idempotency_key: r.get(4)?,
-                fingerprint: r.get(5)?,
-                request: r.get(6)?,
-                status: r.get(7)?,
-                outcome: r.get(8)?,
-                created_ms: r.get(9)?,
-                updated_ms: r.get(10)?,
-                lease_until_ms: r.get(11)?,
-                next_send_ms: r.get(12)?,
-                sends: r.get(13)?,
-                caller: r.get(14)?,
-            })
-        })
-        .optional()?;
+    let found = select.query_row(key, operation_row).optional()?;
     found.map(convert::operation).transpose()
 }
 
@@ -249,6 +222,54 @@ fn insert_payment(txn: &Transaction<'_>, p: &Payment) -> Result<(), StoreError> 
     ))?
     .execute(&payment_params(&m)[..])?;
     Ok(())
+}
+
+/// A payment row, selected as `PAYMENT_COLUMNS`.
+fn payment_row(r: &Row<'_>) -> rusqlite::Result<payment::Model> {
+    Ok(payment::Model {
+        reference: r.get(0)?,
+        psp_reference: r.get(1)?,
+        state: r.get(2)?,
+        currency: r.get(3)?,
+        amount: r.get(4)?,
+        authorized: r.get(5)?,
+        captured: r.get(6)?,
+        refunded: r.get(7)?,
+        cancelled: r.get(8)?,
+        user_flow: r.get(9)?,
+        redirect_url: r.get(10)?,
+        customer_key: r.get(11)?,
+        phone_number: r.get(12)?,
+        profile_sub: r.get(13)?,
+        metadata: r.get(14)?,
+        confirmed: r.get(15)?,
+        failure: r.get(16)?,
+        profile_status: r.get(17)?,
+        next_poll_ms: r.get(18)?,
+        create_time_ms: r.get(19)?,
+        update_time_ms: r.get(20)?,
+    })
+}
+
+/// An operation row, selected in `operation::Model`'s field order.
+fn operation_row(r: &Row<'_>) -> rusqlite::Result<operation::Model> {
+    Ok(operation::Model {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        scope: r.get(2)?,
+        reference: r.get(3)?,
+        idempotency_key: r.get(4)?,
+        fingerprint: r.get(5)?,
+        request: r.get(6)?,
+        status: r.get(7)?,
+        outcome: r.get(8)?,
+        created_ms: r.get(9)?,
+        updated_ms: r.get(10)?,
+        lease_until_ms: r.get(11)?,
+        next_send_ms: r.get(12)?,
+        sends: r.get(13)?,
+        caller: r.get(14)?,
+    })
 }
 
 /// A payment's columns in `PAYMENT_COLUMNS` order (`?1` to `?21`).
@@ -292,33 +313,7 @@ fn load_payments(
     ))?;
     let mut out = HashMap::new();
     for reference in references {
-        let row = select
-            .query_row([reference], |r| {
-                Ok(payment::Model {
-                    reference: r.get(0)?,
-                    psp_reference: r.get(1)?,
-                    state: r.get(2)?,
-                    currency: r.get(3)?,
-                    amount: r.get(4)?,
-                    authorized: r.get(5)?,
-                    captured: r.get(6)?,
-                    refunded: r.get(7)?,
-                    cancelled: r.get(8)?,
-                    user_flow: r.get(9)?,
-                    redirect_url: r.get(10)?,
-                    customer_key: r.get(11)?,
-                    phone_number: r.get(12)?,
-                    profile_sub: r.get(13)?,
-                    metadata: r.get(14)?,
-                    confirmed: r.get(15)?,
-                    failure: r.get(16)?,
-                    profile_status: r.get(17)?,
-                    next_poll_ms: r.get(18)?,
-                    create_time_ms: r.get(19)?,
-                    update_time_ms: r.get(20)?,
-                })
-            })
-            .optional()?;
+        let row = select.query_row([reference], payment_row).optional()?;
         if let Some(row) = row {
             let (reference, stored) = Stored::from_model(row)?;
             out.insert(reference, stored);

@@ -6,9 +6,12 @@ use sea_orm::ConnectionTrait;
 
 use super::{
     change::{CommitResult, PaymentChange},
-    operations::{JournalEntry, Journaled},
+    operations::{self, JournalEntry, Journaled},
     Store, StoreError,
 };
+
+/// What a group commit did: each journal entry's outcome, then each change's result.
+pub type Written = (Vec<Result<Journaled, StoreError>>, Vec<CommitResult>);
 
 impl Store {
     /// Group commit of journal entries and changes in ONE transaction. Journal entries come
@@ -19,25 +22,18 @@ impl Store {
         &self,
         entries: Vec<JournalEntry>,
         changes: Vec<PaymentChange>,
-    ) -> Result<(Vec<Result<Journaled, StoreError>>, Vec<CommitResult>), StoreError> {
+    ) -> Result<Written, StoreError> {
         if let Some(writer) = &self.sqlite_writer {
             // Behind the same in-process lock as every other write.
-            let _guard = match &self.write_lock {
-                Some(lock) => Some(lock.lock().await),
-                None => None,
-            };
+            let _guard = self.write_guard().await;
             return writer.commit(entries, changes).await;
         }
         let w = self.begin_write().await?;
         let mut started = Vec::with_capacity(entries.len());
         for entry in entries {
-            match super::operations::journal_in(&w.txn, entry).await {
-                Err(StoreError::ReferenceTaken(r)) => {
-                    started.push(Err(StoreError::ReferenceTaken(r)))
-                }
-                Err(e) => return Err(e),
-                Ok(outcome) => started.push(Ok(outcome)),
-            }
+            started.push(operations::in_batch(
+                operations::journal_in(&w.txn, entry).await,
+            )?);
         }
         let results = super::batch::apply(&w.txn, changes).await?;
         let latest = results
