@@ -33,15 +33,10 @@ pub fn spawn(store: Store, feed: Feed) {
                             if store.is_closed() {
                                 break;
                             }
-                            // The payload is the batch's latest sequence: our own commits (and
-                            // anything already read) are in the feed, so only read when behind.
-                            let behind = note
-                                .payload()
-                                .parse::<u64>()
-                                .map_or(true, |sequence| sequence > feed.latest());
-                            if behind {
-                                feed.catch_up().await;
+                            if !needs_reading(note.payload(), store.origin(), feed.latest()) {
+                                continue;
                             }
+                            feed.catch_up().await;
                         }
                     }
                 }
@@ -50,4 +45,36 @@ pub fn spawn(store: Store, feed: Feed) {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     });
+}
+
+/// Whether a commit notification (`<latest sequence> <origin>`) needs the log read: not for our
+/// own commits (the writer hands them to the feed, and a gap there reads the log itself; were
+/// they read here too, nearly every batch would be read back, since the notification arrives
+/// before the writer's answer), nor for what the feed already holds. A payload it cannot read
+/// (another version's) is read for safety.
+fn needs_reading(payload: &str, own: &str, latest: u64) -> bool {
+    let (sequence, origin) = payload.split_once(' ').unwrap_or((payload, ""));
+    if origin == own {
+        return false;
+    }
+    sequence
+        .parse::<u64>()
+        .map_or(true, |sequence| sequence > latest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::needs_reading;
+
+    #[test]
+    fn reads_only_what_other_replicas_committed_beyond_the_feed() {
+        assert!(!needs_reading("120 us", "us", 100), "our own commit");
+        assert!(needs_reading("120 them", "us", 100));
+        assert!(!needs_reading("90 them", "us", 100), "already in the feed");
+        assert!(
+            needs_reading("120", "us", 100),
+            "a payload without an origin"
+        );
+        assert!(needs_reading("garbage", "us", 100));
+    }
 }

@@ -52,7 +52,8 @@ pub use polling::DuePoll;
 pub use webhook_secrets::StoredWebhook;
 pub use write::Written;
 
-/// The PostgreSQL NOTIFY channel that tells replicas the event log grew (payload: latest sequence).
+/// The PostgreSQL NOTIFY channel that tells replicas the event log grew (payload: the latest
+/// sequence and the committing store's origin, `<sequence> <origin>`).
 pub const NOTIFY_CHANNEL: &str = "paygate_events";
 
 /// The advisory lock key that orders event-log appends on PostgreSQL ("pg" "lg" in ASCII).
@@ -149,6 +150,9 @@ pub struct Store {
     /// second paygate on the same file is refused instead of interleaving writers.
     writer_lock: Arc<std::sync::Mutex<Option<std::fs::File>>>,
     closed: Arc<std::sync::atomic::AtomicBool>,
+    /// This store's name in its commit notifications (PostgreSQL), so its own listener can
+    /// tell them from other replicas' (its own events reach the feed from the writer).
+    origin: Arc<str>,
 }
 
 impl Store {
@@ -198,6 +202,7 @@ impl Store {
             sqlite_writer,
             writer_lock: Arc::new(std::sync::Mutex::new(writer_lock)),
             closed: Arc::default(),
+            origin: uuid::Uuid::new_v4().simple().to_string().into(),
         })
     }
 
@@ -222,6 +227,7 @@ impl Store {
             sqlite_writer: None,
             writer_lock: Arc::default(),
             closed: Arc::default(),
+            origin: uuid::Uuid::new_v4().simple().to_string().into(),
         })
     }
 
@@ -255,6 +261,11 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.db.ping().await?;
         Ok(())
+    }
+
+    /// This store's name in the commit notifications it sends (see `pg_batch`).
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 
     /// The PostgreSQL pool, for LISTEN (None on SQLite).

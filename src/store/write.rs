@@ -44,8 +44,9 @@ impl Store {
         if let (Some(latest), sea_orm::DbBackend::Postgres) = (latest, self.backend) {
             w.txn
                 .execute_unprepared(&format!(
-                    "SELECT pg_notify('{}', '{latest}')",
-                    super::NOTIFY_CHANNEL
+                    "SELECT pg_notify('{}', '{latest} {}')",
+                    super::NOTIFY_CHANNEL,
+                    self.origin
                 ))
                 .await?;
         }
