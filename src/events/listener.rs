@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::Feed;
-use crate::store::{Store, NOTIFY_CHANNEL};
+use crate::store::{read_commit_notice, Store, NOTIFY_CHANNEL};
 
 pub fn spawn(store: Store, feed: Feed) {
     let Some(pool) = store.postgres_pool() else {
@@ -47,19 +47,14 @@ pub fn spawn(store: Store, feed: Feed) {
     });
 }
 
-/// Whether a commit notification (`<latest sequence> <origin>`) needs the log read: not for our
+/// Whether a commit notification (`store::read_commit_notice`) needs the log read: not for our
 /// own commits (the writer hands them to the feed, and a gap there reads the log itself; were
 /// they read here too, nearly every batch would be read back, since the notification arrives
 /// before the writer's answer), nor for what the feed already holds. A payload it cannot read
 /// (another version's) is read for safety.
 fn needs_reading(payload: &str, own: &str, latest: u64) -> bool {
-    let (sequence, origin) = payload.split_once(' ').unwrap_or((payload, ""));
-    if origin == own {
-        return false;
-    }
-    sequence
-        .parse::<u64>()
-        .map_or(true, |sequence| sequence > latest)
+    let (sequence, origin) = read_commit_notice(payload);
+    origin != own && sequence.is_none_or(|sequence| sequence > latest)
 }
 
 #[cfg(test)]

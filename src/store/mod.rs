@@ -52,9 +52,26 @@ pub use polling::DuePoll;
 pub use webhook_secrets::StoredWebhook;
 pub use write::Written;
 
-/// The PostgreSQL NOTIFY channel that tells replicas the event log grew (payload: the latest
-/// sequence and the committing store's origin, `<sequence> <origin>`).
+/// The PostgreSQL NOTIFY channel that tells replicas the event log grew (payload: `commit_notice`).
 pub const NOTIFY_CHANNEL: &str = "paygate_events";
+
+/// A commit notification's payload: the batch's latest sequence and the committing store's
+/// origin, `<sequence> <origin>`.
+fn commit_notice(latest: u64, origin: &str) -> String {
+    format!("{latest} {origin}")
+}
+
+/// The sequence and origin of a commit notification's payload; the origin is empty, and the
+/// sequence None when unreadable, for a payload of another version.
+pub fn read_commit_notice(payload: &str) -> (Option<u64>, &str) {
+    let (sequence, origin) = payload.split_once(' ').unwrap_or((payload, ""));
+    (sequence.parse().ok(), origin)
+}
+
+/// A new store's origin in its commit notifications.
+fn new_origin() -> Arc<str> {
+    uuid::Uuid::new_v4().simple().to_string().into()
+}
 
 /// The advisory lock key that orders event-log appends on PostgreSQL ("pg" "lg" in ASCII).
 const EVENT_LOG_LOCK: i64 = 0x7067_6c67;
@@ -202,7 +219,7 @@ impl Store {
             sqlite_writer,
             writer_lock: Arc::new(std::sync::Mutex::new(writer_lock)),
             closed: Arc::default(),
-            origin: uuid::Uuid::new_v4().simple().to_string().into(),
+            origin: new_origin(),
         })
     }
 
@@ -227,7 +244,7 @@ impl Store {
             sqlite_writer: None,
             writer_lock: Arc::default(),
             closed: Arc::default(),
-            origin: uuid::Uuid::new_v4().simple().to_string().into(),
+            origin: new_origin(),
         })
     }
 
@@ -263,7 +280,7 @@ impl Store {
         Ok(())
     }
 
-    /// This store's name in the commit notifications it sends (see `pg_batch`).
+    /// This store's name in the commit notifications it sends (`commit_notice`).
     pub fn origin(&self) -> &str {
         &self.origin
     }

@@ -44,9 +44,9 @@ impl Store {
         if let (Some(latest), sea_orm::DbBackend::Postgres) = (latest, self.backend) {
             w.txn
                 .execute_unprepared(&format!(
-                    "SELECT pg_notify('{}', '{latest} {}')",
+                    "SELECT pg_notify('{}', '{}')",
                     super::NOTIFY_CHANNEL,
-                    self.origin
+                    super::commit_notice(latest, &self.origin)
                 ))
                 .await?;
         }
