@@ -12,14 +12,14 @@ use std::collections::{HashMap, HashSet};
 
 use sea_orm::{
     sea_query::{Expr, Query},
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect,
 };
 
 use super::{
     change::{CommitResult, PaymentChange, Settlement},
     convert,
     entities::{event, payment},
-    now_ms, operations, payments, StoreError,
+    now_ms, operations, payments, pg_lists, StoreError,
 };
 use crate::domain::{
     Aggregate, CustomerProfile, EventName, NewEvent, OperationStatus, Payment, PaymentEvent,
@@ -298,14 +298,30 @@ pub(super) fn sequence(value: i64) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("sequence {value}")))
 }
 
-/// The sea-orm writer: loads, plans and writes a batch inside the open transaction `db`.
+/// The sea-orm writer: loads, plans and writes a batch inside the open transaction `db`; on
+/// PostgreSQL with `pg_lists`' fixed-text statements.
 pub(super) async fn apply<C: ConnectionTrait>(
     db: &C,
     changes: Vec<PaymentChange>,
 ) -> Result<Vec<CommitResult>, StoreError> {
-    let payments = load_payments(db, &references(&changes)).await?;
-    let recorded = recorded_keys(db, &keys(&changes)).await?;
-    let totals = log_totals(db, &with_events(&changes, &payments)).await?;
+    let postgres = db.get_database_backend() == DbBackend::Postgres;
+    let payments = if postgres {
+        pg_lists::load_payments(db, &references(&changes)).await?
+    } else {
+        load_payments(db, &references(&changes)).await?
+    };
+    let keys = keys(&changes);
+    let recorded = if postgres {
+        pg_lists::recorded_keys(db, &keys).await?
+    } else {
+        recorded_keys(db, &keys).await?
+    };
+    let with_events = with_events(&changes, &payments);
+    let totals = if postgres {
+        pg_lists::log_totals(db, &with_events).await?
+    } else {
+        log_totals(db, &with_events).await?
+    };
     let loaded = Loaded {
         payments,
         recorded,
@@ -337,7 +353,11 @@ pub(super) async fn apply<C: ConnectionTrait>(
             }
         }
     }
-    let sequences = insert_events(db, &plan.inserts).await?;
+    let sequences = if postgres {
+        pg_lists::insert_events(db, &plan.inserts).await?
+    } else {
+        insert_events(db, &plan.inserts).await?
+    };
     plan.number(&sequences)?;
     for (p, confirmed) in &plan.updates {
         payments::update(db, p, *confirmed).await?;

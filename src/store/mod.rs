@@ -24,6 +24,7 @@ mod log;
 mod migration;
 mod operations;
 mod payments;
+mod pg_lists;
 mod polling;
 pub mod retention;
 mod sqlite_writer;
@@ -38,6 +39,7 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 use sqlx::{
+    pool::PoolOptions,
     postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqlitePoolOptions},
 };
@@ -202,7 +204,7 @@ impl Store {
             options.create_if_missing(true).busy_timeout(timeout),
             |options, &(name, value)| options.pragma(name, value),
         );
-        let pool = SqlitePoolOptions::new()
+        let pool = ping_only_idle(SqlitePoolOptions::new())
             .max_connections(4)
             .acquire_timeout(timeout)
             .connect_with(options)
@@ -232,7 +234,7 @@ impl Store {
             ("statement_timeout", millis.as_str()),
             ("idle_in_transaction_session_timeout", millis.as_str()),
         ]);
-        let pool = PgPoolOptions::new()
+        let pool = ping_only_idle(PgPoolOptions::new())
             .max_connections(16)
             .acquire_timeout(timeout)
             .connect_with(options)
@@ -327,6 +329,26 @@ struct WriteTxn<'a> {
     _guard: Option<MutexGuard<'a, ()>>,
 }
 
+/// A pooled connection used within this window is handed out without a ping (HikariCP's
+/// `aliveBypassWindowMs` does the same, at 500 ms). sqlx's default pings on every acquire: one
+/// more round trip per transaction, paid by every group commit on PostgreSQL. A connection that
+/// died within the window fails its statement, which fails that write (UNAVAILABLE, a webhook
+/// 503 that Vipps retries) and drops the connection.
+const ALIVE_BYPASS: Duration = Duration::from_millis(500);
+
+fn ping_only_idle<DB: sqlx::Database>(options: PoolOptions<DB>) -> PoolOptions<DB> {
+    options
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= ALIVE_BYPASS {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 /// Takes the single-writer lock next to a SQLite database file (none for in-memory databases).
 fn lock_single_writer(db: &std::path::Path) -> Result<Option<std::fs::File>, StoreError> {
     let name = db.to_string_lossy();
@@ -376,6 +398,7 @@ impl From<StoreError> for crate::domain::PaygateError {
 #[cfg(test)]
 mod tests {
     use super::{postgres_refused, sqlite_refused};
+    use crate::test_support;
 
     #[test]
     fn refusals_are_told_from_failures() {
@@ -398,5 +421,52 @@ mod tests {
         ] {
             assert!(!postgres_refused(code), "{code}");
         }
+    }
+    /// Connections are handed out without a ping within `ALIVE_BYPASS`, so one the server has
+    /// killed meanwhile fails the statement it is given; sqlx's ping on release then drops it,
+    /// and the pool recovers instead of handing it out again. PostgreSQL only.
+    #[tokio::test]
+    async fn connections_killed_by_the_server_are_dropped_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, url) = test_support::fresh_store(&dir).await;
+        let Some(pool) = store.postgres_pool() else {
+            return;
+        };
+        for _ in 0..4 {
+            store.get_payment("warm").await.unwrap();
+        }
+        let open = pool.size();
+        assert!(open >= 1);
+        let database = url.rsplit('/').next().unwrap().to_owned();
+        let admin = std::env::var("TEST_DATABASE_URL").unwrap();
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+            .await
+            .unwrap();
+        let killed: Vec<(bool,)> = sqlx::query_as(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+        )
+        .bind(&database)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        assert!(!killed.is_empty());
+        let mut failures = 0;
+        let mut recovered = false;
+        for _ in 0..(open + 4) {
+            match store.get_payment("after").await {
+                Ok(_) => {
+                    recovered = true;
+                    break;
+                }
+                Err(_) => failures += 1,
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(recovered, "still failing after {failures} attempts");
+        assert!(
+            failures <= open as usize,
+            "{failures} failures, {open} connections"
+        );
+        store.close().await;
     }
 }

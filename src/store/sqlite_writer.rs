@@ -746,4 +746,55 @@ mod tests {
         sea.close().await;
         fast.close().await;
     }
+    /// PostgreSQL's fixed-text statements (`pg_lists`: arrays and UNNEST, the optional columns
+    /// with presence flags) answer and log exactly what SQLite's writer does. Runs only with
+    /// `TEST_DATABASE_URL` set to PostgreSQL.
+    #[tokio::test]
+    async fn postgres_statements_log_what_the_sqlite_writer_logs() {
+        let (pg_dir, fast_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (pg, url) = test_support::fresh_store(&pg_dir).await;
+        if !url.starts_with("postgres") {
+            return;
+        }
+        let sqlite_url = format!(
+            "sqlite://{}?mode=rwc",
+            fast_dir.path().join("paygate.db").display()
+        );
+        let fast = crate::store::Store::connect(&test_support::database(&sqlite_url))
+            .await
+            .unwrap();
+        fast.migrate().await.unwrap();
+        let (via_pg, _) = pg.write_batch(entries(), vec![]).await.unwrap();
+        let (via_fast, _) = fast.write_batch(entries(), vec![]).await.unwrap();
+        assert_eq!(journaled(via_pg), journaled(via_fast));
+        let ops = [1, 2, 3, 4];
+        for changes in batches(&ops) {
+            let (_, via_pg) = pg.write_batch(vec![], changes.clone()).await.unwrap();
+            let (_, via_fast) = fast.write_batch(vec![], changes).await.unwrap();
+            assert_eq!(answered(&via_pg), answered(&via_fast));
+        }
+        let logged = |events: Vec<crate::domain::PaymentEvent>| -> Vec<String> {
+            events
+                .into_iter()
+                .map(|e| {
+                    let snapshot = e.payment.map(|p| (p.state, p.aggregate, p.phone_number));
+                    format!("{} {:?} {snapshot:?}", e.sequence, e.event)
+                })
+                .collect()
+        };
+        let pg_log = logged(pg.events_after(0, 100).await.unwrap());
+        let fast_log = logged(fast.events_after(0, 100).await.unwrap());
+        assert_eq!(pg_log, fast_log);
+        let all = pg_log.join("\n");
+        for expected in [
+            "idempotency_key: None",
+            "idempotency_key: Some(\"cap-1\")",
+            "None",
+        ] {
+            assert!(all.contains(expected), "{expected} missing from\n{all}");
+        }
+        assert!(pg_log.len() >= 5, "{all}");
+        pg.close().await;
+        fast.close().await;
+    }
 }
