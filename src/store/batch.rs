@@ -5,21 +5,16 @@
 //! batch sees the earlier ones exactly as if each had been its own transaction.
 //!
 //! Three phases: load what the batch touches, `plan` it (pure: no database), write the plan. The
-//! plan is shared by the two writers: this module's sea-orm one (PostgreSQL, and SQLite batches
-//! with journal entries) and `sqlite_writer`'s prepared statements (SQLite's hot path).
+//! plan is shared by the two writers: `batch_write`'s sea-orm one (PostgreSQL, and an in-memory
+//! SQLite) and `sqlite_writer`'s prepared statements (a SQLite file).
 
 use std::collections::{HashMap, HashSet};
-
-use sea_orm::{
-    sea_query::{Expr, Query},
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect,
-};
 
 use super::{
     change::{CommitResult, PaymentChange, Settlement},
     convert,
-    entities::{event, payment},
-    now_ms, operations, payments, pg_lists, StoreError,
+    entities::payment,
+    StoreError,
 };
 use crate::domain::{
     Aggregate, CustomerProfile, EventName, NewEvent, OperationStatus, Payment, PaymentEvent,
@@ -27,7 +22,7 @@ use crate::domain::{
 };
 
 /// Rows per multi-row INSERT (13 columns: well inside SQLite's and PostgreSQL's parameter limits).
-const INSERT_CHUNK: usize = 500;
+pub(super) const INSERT_CHUNK: usize = 500;
 
 /// A stored payment as the batch loads it.
 pub(super) struct Stored {
@@ -296,207 +291,4 @@ impl Plan {
 /// A sequence as the store hands it out.
 pub(super) fn sequence(value: i64) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("sequence {value}")))
-}
-
-/// The sea-orm writer: loads, plans and writes a batch inside the open transaction `db`; on
-/// PostgreSQL with `pg_lists`' fixed-text statements.
-pub(super) async fn apply<C: ConnectionTrait>(
-    db: &C,
-    changes: Vec<PaymentChange>,
-) -> Result<Vec<CommitResult>, StoreError> {
-    let postgres = db.get_database_backend() == DbBackend::Postgres;
-    let payments = if postgres {
-        pg_lists::load_payments(db, &references(&changes)).await?
-    } else {
-        load_payments(db, &references(&changes)).await?
-    };
-    let keys = keys(&changes);
-    let recorded = if postgres {
-        pg_lists::recorded_keys(db, &keys).await?
-    } else {
-        recorded_keys(db, &keys).await?
-    };
-    let with_events = with_events(&changes, &payments);
-    let totals = if postgres {
-        pg_lists::log_totals(db, &with_events).await?
-    } else {
-        log_totals(db, &with_events).await?
-    };
-    let loaded = Loaded {
-        payments,
-        recorded,
-        totals,
-    };
-    let mut plan = plan(changes, loaded)?;
-    for effect in &plan.effects {
-        match effect {
-            Effect::Customer(customer) => super::customers::upsert(db, customer).await?,
-            Effect::ProfileStatus {
-                reference,
-                status,
-                failure,
-            } => {
-                super::customers::set_profile_status(db, reference, status, failure.as_deref())
-                    .await?
-            }
-            Effect::DeletePayment(reference) => payments::delete(db, reference).await?,
-            Effect::Finish {
-                id,
-                status,
-                outcome,
-            } => {
-                if !operations::finish(db, *id, *status, outcome).await? {
-                    // Another sender settled it first: its outcome stands (Vipps' idempotency
-                    // made both answers describe the same effect).
-                    tracing::info!(operation = id, "operation was already settled");
-                }
-            }
-        }
-    }
-    let sequences = if postgres {
-        pg_lists::insert_events(db, &plan.inserts).await?
-    } else {
-        insert_events(db, &plan.inserts).await?
-    };
-    plan.number(&sequences)?;
-    for (p, confirmed) in &plan.updates {
-        payments::update(db, p, *confirmed).await?;
-    }
-    Ok(plan.results)
-}
-
-async fn load_payments<C: ConnectionTrait>(
-    db: &C,
-    references: &[String],
-) -> Result<HashMap<String, Stored>, StoreError> {
-    let mut out = HashMap::new();
-    for chunk in references.chunks(INSERT_CHUNK) {
-        let rows = payment::Entity::find()
-            .filter(payment::Column::Reference.is_in(chunk.iter().cloned()))
-            .all(db)
-            .await?;
-        for row in rows {
-            let (reference, stored) = Stored::from_model(row)?;
-            out.insert(reference, stored);
-        }
-    }
-    Ok(out)
-}
-async fn recorded_keys<C: ConnectionTrait>(
-    db: &C,
-    keys: &[String],
-) -> Result<HashSet<String>, StoreError> {
-    let mut out = HashSet::new();
-    for chunk in keys.chunks(INSERT_CHUNK) {
-        let found: Vec<String> = event::Entity::find()
-            .select_only()
-            .column(event::Column::DedupeKey)
-            .filter(event::Column::DedupeKey.is_in(chunk.iter().cloned()))
-            .into_tuple()
-            .all(db)
-            .await?;
-        out.extend(found);
-    }
-    Ok(out)
-}
-
-/// Sums of the recorded events of these payments, from three columns only.
-async fn log_totals<C: ConnectionTrait>(
-    db: &C,
-    references: &[String],
-) -> Result<HashMap<String, Aggregate>, StoreError> {
-    let mut out: HashMap<String, Aggregate> = HashMap::new();
-    for chunk in references.chunks(INSERT_CHUNK) {
-        let rows: Vec<(String, String, i64, bool)> = event::Entity::find()
-            .select_only()
-            .columns([
-                event::Column::Reference,
-                event::Column::Name,
-                event::Column::Amount,
-                event::Column::Success,
-            ])
-            .filter(event::Column::Reference.is_in(chunk.iter().cloned()))
-            .into_tuple()
-            .all(db)
-            .await?;
-        for (reference, name, amount, success) in rows {
-            if let Some(name) = EventName::parse(&name) {
-                let total = out.entry(reference).or_default();
-                *total = total.with(name, amount, success);
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Multi-row inserts; returns the new events' sequences in insert order. Within one statement
-/// rows take increasing sequences in VALUES order, and statements run in batch order, so the
-/// log order is the batch order.
-async fn insert_events<C: ConnectionTrait>(
-    db: &C,
-    inserts: &[Insert],
-) -> Result<Vec<u64>, StoreError> {
-    let mut by_key = HashMap::with_capacity(inserts.len());
-    let recorded_ms = now_ms();
-    for chunk in inserts.chunks(INSERT_CHUNK) {
-        let mut insert = Query::insert();
-        insert.into_table(event::Entity).columns([
-            event::Column::DedupeKey,
-            event::Column::Reference,
-            event::Column::PspReference,
-            event::Column::Name,
-            event::Column::Currency,
-            event::Column::Amount,
-            event::Column::TimestampMs,
-            event::Column::IdempotencyKey,
-            event::Column::Success,
-            event::Column::Source,
-            event::Column::Payment,
-            event::Column::RecordedMs,
-        ]);
-        for Insert {
-            key,
-            event: ev,
-            snapshot,
-            ..
-        } in chunk
-        {
-            insert
-                .values([
-                    Expr::val(key.clone()).into(),
-                    Expr::val(ev.reference.clone()).into(),
-                    Expr::val(ev.psp_reference.clone()).into(),
-                    Expr::val(ev.name.as_str()).into(),
-                    Expr::val(ev.amount.currency.code()).into(),
-                    Expr::val(ev.amount.value).into(),
-                    Expr::val(ev.timestamp.timestamp_millis()).into(),
-                    Expr::val(ev.idempotency_key.clone()).into(),
-                    Expr::val(ev.success).into(),
-                    Expr::val(ev.source.as_str()).into(),
-                    Expr::val(snapshot.clone()).into(),
-                    Expr::val(recorded_ms).into(),
-                ])
-                .map_err(|e| StoreError::Corrupt(format!("building the event insert: {e}")))?;
-        }
-        insert.returning(
-            Query::returning().columns([event::Column::Sequence, event::Column::DedupeKey]),
-        );
-        let rows = db
-            .query_all(db.get_database_backend().build(&insert))
-            .await?;
-        for row in rows {
-            let value: i64 = row.try_get("", "sequence")?;
-            let key: String = row.try_get("", "dedupe_key")?;
-            by_key.insert(key, sequence(value)?);
-        }
-    }
-    inserts
-        .iter()
-        .map(|i| {
-            by_key
-                .get(&i.key)
-                .copied()
-                .ok_or_else(|| StoreError::Corrupt("an inserted event returned no sequence".into()))
-        })
-        .collect()
 }

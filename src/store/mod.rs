@@ -16,6 +16,7 @@
 //! the batch to `sqlite_writer`'s thread (`write.rs`); the `.lock` file keeps other processes out.
 
 mod batch;
+mod batch_write;
 mod change;
 mod convert;
 mod customers;

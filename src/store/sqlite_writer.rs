@@ -468,7 +468,7 @@ mod tests {
     use chrono::{TimeZone, Utc};
 
     use super::super::{
-        batch, operations, CommitResult, JournalEntry, Journaled, PaymentChange, Settlement,
+        batch_write, operations, CommitResult, JournalEntry, Journaled, PaymentChange, Settlement,
     };
     use crate::{
         domain::{
@@ -718,7 +718,7 @@ mod tests {
         let ops = [1, 2, 3, 4];
         for changes in batches(&ops) {
             let w = sea.begin_write().await.unwrap();
-            let via_sea = batch::apply(&w.txn, changes.clone()).await.unwrap();
+            let via_sea = batch_write::apply(&w.txn, changes.clone()).await.unwrap();
             w.txn.commit().await.unwrap();
             let (_, via_fast) = fast.write_batch(vec![], changes).await.unwrap();
             assert_eq!(answered(&via_sea), answered(&via_fast));

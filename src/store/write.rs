@@ -35,7 +35,7 @@ impl Store {
                 operations::journal_in(&w.txn, entry).await,
             )?);
         }
-        let results = super::batch::apply(&w.txn, changes).await?;
+        let results = super::batch_write::apply(&w.txn, changes).await?;
         let latest = results
             .iter()
             .flat_map(|r| r.appended.last())
