@@ -549,8 +549,8 @@ mod tests {
     }
 
     /// Batches that make every kind of write a change can cause: confirm and settle, discard,
-    /// events of known and unknown payments, duplicates within and across batches, a failed
-    /// event, a shared profile and a late second one.
+    /// events of known and unknown payments, duplicates within and across batches (of both), a
+    /// failed event, a shared profile and a late second one.
     fn batches(ops: &[i64]) -> Vec<Vec<PaymentChange>> {
         let phone = PhoneNumber::parse("phone_number", "4712345678").unwrap();
         let shared = ProfileOutcome::Shared {
@@ -627,7 +627,11 @@ mod tests {
                 },
                 PaymentChange {
                     reference: "ghost-payment".into(),
-                    events: vec![event("ghost-payment", EventName::Captured, 100, Some("g"))],
+                    // A repeat of the first batch's event of a payment paygate does not know.
+                    events: vec![
+                        authorized("ghost-payment"),
+                        event("ghost-payment", EventName::Captured, 100, Some("g")),
+                    ],
                     ..Default::default()
                 },
             ],
