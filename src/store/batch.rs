@@ -10,6 +10,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use sea_orm::QueryResult;
+
 use super::{
     change::{CommitResult, PaymentChange, Settlement},
     convert,
@@ -291,4 +293,47 @@ impl Plan {
 /// A sequence as the store hands it out.
 pub(super) fn sequence(value: i64) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("sequence {value}")))
+}
+
+/// Adds one recorded event (name, amount, success) to its payment's log total.
+pub(super) fn add_to_total(
+    totals: &mut HashMap<String, Aggregate>,
+    reference: String,
+    name: &str,
+    amount: i64,
+    success: bool,
+) {
+    if let Some(name) = EventName::parse(name) {
+        let total = totals.entry(reference).or_default();
+        *total = total.with(name, amount, success);
+    }
+}
+
+/// Keeps the `sequence` and `dedupe_key` an event insert returned, by key.
+pub(super) fn note_returned(
+    rows: Vec<QueryResult>,
+    by_key: &mut HashMap<String, u64>,
+) -> Result<(), StoreError> {
+    for row in rows {
+        let value: i64 = row.try_get("", "sequence")?;
+        let key: String = row.try_get("", "dedupe_key")?;
+        by_key.insert(key, sequence(value)?);
+    }
+    Ok(())
+}
+
+/// The inserted events' sequences in insert order, from what the insert returned by key.
+pub(super) fn in_insert_order(
+    inserts: &[Insert],
+    by_key: &HashMap<String, u64>,
+) -> Result<Vec<u64>, StoreError> {
+    inserts
+        .iter()
+        .map(|i| {
+            by_key
+                .get(&i.key)
+                .copied()
+                .ok_or_else(|| StoreError::Corrupt("an inserted event returned no sequence".into()))
+        })
+        .collect()
 }

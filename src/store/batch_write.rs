@@ -11,12 +11,12 @@ use sea_orm::{
 };
 
 use super::{
-    batch::{self, sequence, Effect, Insert, Loaded, Stored, INSERT_CHUNK},
+    batch::{self, Effect, Insert, Loaded, Stored, INSERT_CHUNK},
     change::{CommitResult, PaymentChange},
     entities::{event, payment},
     now_ms, operations, payments, pg_lists, StoreError,
 };
-use crate::domain::{Aggregate, EventName};
+use crate::domain::Aggregate;
 
 /// Loads, plans and writes a batch inside the open transaction `db`.
 pub(super) async fn apply<C: ConnectionTrait>(
@@ -24,27 +24,10 @@ pub(super) async fn apply<C: ConnectionTrait>(
     changes: Vec<PaymentChange>,
 ) -> Result<Vec<CommitResult>, StoreError> {
     let postgres = db.get_database_backend() == DbBackend::Postgres;
-    let payments = if postgres {
-        pg_lists::load_payments(db, &batch::references(&changes)).await?
+    let loaded = if postgres {
+        pg_lists::load(db, &changes).await?
     } else {
-        load_payments(db, &batch::references(&changes)).await?
-    };
-    let keys = batch::keys(&changes);
-    let recorded = if postgres {
-        pg_lists::recorded_keys(db, &keys).await?
-    } else {
-        recorded_keys(db, &keys).await?
-    };
-    let with_events = batch::with_events(&changes, &payments);
-    let totals = if postgres {
-        pg_lists::log_totals(db, &with_events).await?
-    } else {
-        log_totals(db, &with_events).await?
-    };
-    let loaded = Loaded {
-        payments,
-        recorded,
-        totals,
+        load(db, &changes).await?
     };
     let mut plan = batch::plan(changes, loaded)?;
     for effect in &plan.effects {
@@ -82,6 +65,18 @@ pub(super) async fn apply<C: ConnectionTrait>(
         payments::update(db, p, *confirmed).await?;
     }
     Ok(plan.results)
+}
+
+/// What the plan needs to know, read with IN lists.
+async fn load<C: ConnectionTrait>(db: &C, changes: &[PaymentChange]) -> Result<Loaded, StoreError> {
+    let payments = load_payments(db, &batch::references(changes)).await?;
+    let recorded = recorded_keys(db, &batch::keys(changes)).await?;
+    let totals = log_totals(db, &batch::with_events(changes, &payments)).await?;
+    Ok(Loaded {
+        payments,
+        recorded,
+        totals,
+    })
 }
 
 async fn load_payments<C: ConnectionTrait>(
@@ -139,10 +134,7 @@ async fn log_totals<C: ConnectionTrait>(
             .all(db)
             .await?;
         for (reference, name, amount, success) in rows {
-            if let Some(name) = EventName::parse(&name) {
-                let total = out.entry(reference).or_default();
-                *total = total.with(name, amount, success);
-            }
+            batch::add_to_total(&mut out, reference, &name, amount, success);
         }
     }
     Ok(out)
@@ -203,19 +195,7 @@ async fn insert_events<C: ConnectionTrait>(
         let rows = db
             .query_all(db.get_database_backend().build(&insert))
             .await?;
-        for row in rows {
-            let value: i64 = row.try_get("", "sequence")?;
-            let key: String = row.try_get("", "dedupe_key")?;
-            by_key.insert(key, sequence(value)?);
-        }
+        batch::note_returned(rows, &mut by_key)?;
     }
-    inserts
-        .iter()
-        .map(|i| {
-            by_key
-                .get(&i.key)
-                .copied()
-                .ok_or_else(|| StoreError::Corrupt("an inserted event returned no sequence".into()))
-        })
-        .collect()
+    batch::in_insert_order(inserts, &by_key)
 }

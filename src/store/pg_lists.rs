@@ -14,75 +14,81 @@ use std::collections::{HashMap, HashSet};
 use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement, Value};
 
 use super::{
-    batch::{sequence, Insert, Stored},
+    batch::{self, Insert, Loaded, Stored},
+    change::PaymentChange,
     entities::payment,
     now_ms, StoreError,
 };
-use crate::domain::{Aggregate, EventName};
+use crate::domain::Aggregate;
 
-fn statement(sql: &str, values: Vec<Value>) -> Statement {
-    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+/// `sql` with `list` as its one text-array parameter; None for an empty list (nothing to read).
+fn any_of(sql: &str, list: &[String]) -> Option<Statement> {
+    (!list.is_empty())
+        .then(|| Statement::from_sql_and_values(DbBackend::Postgres, sql, [list.to_vec().into()]))
 }
 
-/// A text array parameter.
-fn texts(values: impl IntoIterator<Item = String>) -> Value {
-    values.into_iter().collect::<Vec<String>>().into()
+/// What the plan needs to know, read with array parameters.
+pub(super) async fn load<C: ConnectionTrait>(
+    db: &C,
+    changes: &[PaymentChange],
+) -> Result<Loaded, StoreError> {
+    let payments = load_payments(db, &batch::references(changes)).await?;
+    let recorded = recorded_keys(db, &batch::keys(changes)).await?;
+    let totals = log_totals(db, &batch::with_events(changes, &payments)).await?;
+    Ok(Loaded {
+        payments,
+        recorded,
+        totals,
+    })
 }
 
-pub(super) async fn load_payments<C: ConnectionTrait>(
+async fn load_payments<C: ConnectionTrait>(
     db: &C,
     references: &[String],
 ) -> Result<HashMap<String, Stored>, StoreError> {
-    if references.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let query = statement(
+    let Some(query) = any_of(
         "SELECT * FROM payments WHERE reference = ANY($1)",
-        vec![texts(references.iter().cloned())],
-    );
+        references,
+    ) else {
+        return Ok(HashMap::new());
+    };
     let rows = payment::Entity::find().from_raw_sql(query).all(db).await?;
     rows.into_iter().map(Stored::from_model).collect()
 }
 
-pub(super) async fn recorded_keys<C: ConnectionTrait>(
+async fn recorded_keys<C: ConnectionTrait>(
     db: &C,
     keys: &[String],
 ) -> Result<HashSet<String>, StoreError> {
-    if keys.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let query = statement(
-        "SELECT dedupe_key FROM events WHERE dedupe_key = ANY($1)",
-        vec![texts(keys.iter().cloned())],
-    );
     let mut out = HashSet::new();
-    for row in db.query_all(query).await? {
-        out.insert(row.try_get::<String>("", "dedupe_key")?);
+    if let Some(query) = any_of(
+        "SELECT dedupe_key FROM events WHERE dedupe_key = ANY($1)",
+        keys,
+    ) {
+        for row in db.query_all(query).await? {
+            out.insert(row.try_get::<String>("", "dedupe_key")?);
+        }
     }
     Ok(out)
 }
 
 /// Sums of the recorded events of these payments, from three columns only.
-pub(super) async fn log_totals<C: ConnectionTrait>(
+async fn log_totals<C: ConnectionTrait>(
     db: &C,
     references: &[String],
 ) -> Result<HashMap<String, Aggregate>, StoreError> {
-    if references.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let query = statement(
-        "SELECT reference, name, amount, success FROM events WHERE reference = ANY($1)",
-        vec![texts(references.iter().cloned())],
-    );
-    let mut out: HashMap<String, Aggregate> = HashMap::new();
-    for row in db.query_all(query).await? {
-        let reference: String = row.try_get("", "reference")?;
-        let name: String = row.try_get("", "name")?;
-        let amount: i64 = row.try_get("", "amount")?;
-        let success: bool = row.try_get("", "success")?;
-        if let Some(name) = EventName::parse(&name) {
-            let total = out.entry(reference).or_default();
-            *total = total.with(name, amount, success);
+    let mut out = HashMap::new();
+    let sql = "SELECT reference, name, amount, success FROM events WHERE reference = ANY($1)";
+    if let Some(query) = any_of(sql, references) {
+        for row in db.query_all(query).await? {
+            let name: String = row.try_get("", "name")?;
+            batch::add_to_total(
+                &mut out,
+                row.try_get("", "reference")?,
+                &name,
+                row.try_get("", "amount")?,
+                row.try_get("", "success")?,
+            );
         }
     }
     Ok(out)
@@ -99,6 +105,14 @@ const INSERT: &str = "INSERT INTO events (dedupe_key, reference, psp_reference, 
      $12::text[], $14::bool[]) WITH ORDINALITY AS u(k, r, p, m, c, a, t, i, hi, s, o, j, hj, n) \
      ORDER BY n RETURNING sequence, dedupe_key";
 
+/// One array parameter: `column` of every insert.
+fn array<T>(inserts: &[Insert], column: impl Fn(&Insert) -> T) -> Value
+where
+    Vec<T>: Into<Value>,
+{
+    inserts.iter().map(column).collect::<Vec<T>>().into()
+}
+
 /// Inserts the events in one statement; returns their sequences in insert order.
 pub(super) async fn insert_events<C: ConnectionTrait>(
     db: &C,
@@ -107,40 +121,26 @@ pub(super) async fn insert_events<C: ConnectionTrait>(
     if inserts.is_empty() {
         return Ok(Vec::new());
     }
-    let text = |f: &dyn Fn(&Insert) -> String| texts(inserts.iter().map(f));
-    let ints = |f: &dyn Fn(&Insert) -> i64| Value::from(inserts.iter().map(f).collect::<Vec<_>>());
-    let flags =
-        |f: &dyn Fn(&Insert) -> bool| Value::from(inserts.iter().map(f).collect::<Vec<_>>());
     let values = vec![
-        text(&|i| i.key.clone()),
-        text(&|i| i.event.reference.clone()),
-        text(&|i| i.event.psp_reference.clone()),
-        text(&|i| i.event.name.as_str().to_owned()),
-        text(&|i| i.event.amount.currency.code().to_owned()),
-        ints(&|i| i.event.amount.value),
-        ints(&|i| i.event.timestamp.timestamp_millis()),
-        text(&|i| i.event.idempotency_key.clone().unwrap_or_default()),
-        flags(&|i| i.event.idempotency_key.is_some()),
-        flags(&|i| i.event.success),
-        text(&|i| i.event.source.as_str().to_owned()),
-        text(&|i| i.snapshot.clone().unwrap_or_default()),
+        array(inserts, |i| i.key.clone()),
+        array(inserts, |i| i.event.reference.clone()),
+        array(inserts, |i| i.event.psp_reference.clone()),
+        array(inserts, |i| i.event.name.as_str().to_owned()),
+        array(inserts, |i| i.event.amount.currency.code().to_owned()),
+        array(inserts, |i| i.event.amount.value),
+        array(inserts, |i| i.event.timestamp.timestamp_millis()),
+        array(inserts, |i| {
+            i.event.idempotency_key.clone().unwrap_or_default()
+        }),
+        array(inserts, |i| i.event.idempotency_key.is_some()),
+        array(inserts, |i| i.event.success),
+        array(inserts, |i| i.event.source.as_str().to_owned()),
+        array(inserts, |i| i.snapshot.clone().unwrap_or_default()),
         Value::from(now_ms()),
-        flags(&|i| i.snapshot.is_some()),
+        array(inserts, |i| i.snapshot.is_some()),
     ];
-    let rows = db.query_all(statement(INSERT, values)).await?;
-    let mut by_key = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let value: i64 = row.try_get("", "sequence")?;
-        let key: String = row.try_get("", "dedupe_key")?;
-        by_key.insert(key, sequence(value)?);
-    }
-    inserts
-        .iter()
-        .map(|i| {
-            by_key
-                .get(&i.key)
-                .copied()
-                .ok_or_else(|| StoreError::Corrupt("an inserted event returned no sequence".into()))
-        })
-        .collect()
+    let insert = Statement::from_sql_and_values(DbBackend::Postgres, INSERT, values);
+    let mut by_key = HashMap::with_capacity(inserts.len());
+    batch::note_returned(db.query_all(insert).await?, &mut by_key)?;
+    batch::in_insert_order(inserts, &by_key)
 }
