@@ -1,20 +1,19 @@
-//! The sea-orm writer of a group commit: loads what a batch touches, has `batch::plan` decide
-//! every write, and writes the plan inside the open transaction. PostgreSQL gets `pg_lists`'
-//! fixed-text statements; SQLite (an in-memory database, or a batch on the sea-orm path) the
-//! IN lists and multi-row VALUES here.
+//! The sea-orm writer of a group commit (an in-memory SQLite database): loads what a batch
+//! touches with IN lists, has `batch::plan` decide every write, and writes the plan inside the
+//! open transaction with multi-row VALUES. The effects are written here for PostgreSQL too.
 
 use std::collections::{HashMap, HashSet};
 
 use sea_orm::{
     sea_query::{Expr, Query},
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
 };
 
 use super::{
     batch::{self, Effect, Insert, Loaded, Stored, INSERT_CHUNK},
     change::{CommitResult, PaymentChange},
     entities::{event, payment},
-    now_ms, operations, payments, pg_lists, StoreError,
+    now_ms, operations, payments, StoreError,
 };
 use crate::domain::Aggregate;
 
@@ -23,14 +22,23 @@ pub(super) async fn apply<C: ConnectionTrait>(
     db: &C,
     changes: Vec<PaymentChange>,
 ) -> Result<Vec<CommitResult>, StoreError> {
-    let postgres = db.get_database_backend() == DbBackend::Postgres;
-    let loaded = if postgres {
-        pg_lists::load(db, &changes).await?
-    } else {
-        load(db, &changes).await?
-    };
+    let loaded = load(db, &changes).await?;
     let mut plan = batch::plan(changes, loaded)?;
-    for effect in &plan.effects {
+    write_effects(db, &plan.effects).await?;
+    let sequences = insert_events(db, &plan.inserts).await?;
+    plan.number(&sequences)?;
+    for (p, confirmed) in &plan.updates {
+        payments::update(db, p, *confirmed).await?;
+    }
+    Ok(plan.results)
+}
+
+/// The plan's writes besides events and payments, in the order it decided them.
+pub(super) async fn write_effects<C: ConnectionTrait>(
+    db: &C,
+    effects: &[Effect],
+) -> Result<(), StoreError> {
+    for effect in effects {
         match effect {
             Effect::Customer(customer) => super::customers::upsert(db, customer).await?,
             Effect::ProfileStatus {
@@ -55,16 +63,7 @@ pub(super) async fn apply<C: ConnectionTrait>(
             }
         }
     }
-    let sequences = if postgres {
-        pg_lists::insert_events(db, &plan.inserts).await?
-    } else {
-        insert_events(db, &plan.inserts).await?
-    };
-    plan.number(&sequences)?;
-    for (p, confirmed) in &plan.updates {
-        payments::update(db, p, *confirmed).await?;
-    }
-    Ok(plan.results)
+    Ok(())
 }
 
 /// What the plan needs to know, read with IN lists.

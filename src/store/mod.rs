@@ -26,6 +26,7 @@ mod migration;
 mod operations;
 mod payments;
 mod pg_lists;
+mod pg_txn;
 mod polling;
 pub mod retention;
 mod sqlite_writer;
@@ -55,14 +56,10 @@ pub use polling::DuePoll;
 pub use webhook_secrets::StoredWebhook;
 pub use write::Written;
 
-/// The PostgreSQL NOTIFY channel that tells replicas the event log grew (payload: `commit_notice`).
+/// The PostgreSQL NOTIFY channel that tells replicas the event log grew. The payload is the
+/// batch's latest sequence and the committing store's origin, `<sequence> <origin>`
+/// (`pg_lists::insert_and_notify` writes it).
 pub const NOTIFY_CHANNEL: &str = "paygate_events";
-
-/// A commit notification's payload: the batch's latest sequence and the committing store's
-/// origin, `<sequence> <origin>`.
-fn commit_notice(latest: u64, origin: &str) -> String {
-    format!("{latest} {origin}")
-}
 
 /// The sequence and origin of a commit notification's payload; the origin is empty, and the
 /// sequence None when unreadable, for a payload of another version.

@@ -1,13 +1,16 @@
 //! The one write transaction: journal entries and payment changes of a batch (group commit),
 //! committed together with one fsync. A SQLite file writes it on `sqlite_writer`'s thread;
-//! PostgreSQL (and an in-memory SQLite) through sea-orm, here.
-
-use sea_orm::ConnectionTrait;
+//! PostgreSQL on a transaction of paygate's own (`pg_txn`) that sends the hot statements in two
+//! messages; an in-memory SQLite (tests) through sea-orm.
 
 use super::{
+    batch, batch_write,
     change::{CommitResult, PaymentChange},
     operations::{self, JournalEntry, Journaled},
-    Store, StoreError,
+    payments, pg_lists,
+    pg_lists::Reads,
+    pg_txn::PgTxn,
+    Store, StoreError, EVENT_LOG_LOCK,
 };
 
 /// What a group commit did: each journal entry's outcome, then each change's result.
@@ -28,6 +31,10 @@ impl Store {
             let _guard = self.write_guard().await;
             return writer.commit(entries, changes).await;
         }
+        if let Some(pool) = self.postgres_pool() {
+            return write_postgres(&pool, &self.origin, entries, changes).await;
+        }
+        // An in-memory SQLite database (tests): sea-orm's transaction.
         let w = self.begin_write().await?;
         let mut started = Vec::with_capacity(entries.len());
         for entry in entries {
@@ -35,25 +42,76 @@ impl Store {
                 operations::journal_in(&w.txn, entry).await,
             )?);
         }
-        let results = super::batch_write::apply(&w.txn, changes).await?;
-        let latest = results
-            .iter()
-            .flat_map(|r| r.appended.last())
-            .map(|e| e.sequence)
-            .max();
-        if let (Some(latest), sea_orm::DbBackend::Postgres) = (latest, self.backend) {
-            w.txn
-                .execute_unprepared(&format!(
-                    "SELECT pg_notify('{}', '{}')",
-                    super::NOTIFY_CHANNEL,
-                    super::commit_notice(latest, &self.origin)
-                ))
-                .await?;
-        }
+        let results = batch_write::apply(&w.txn, changes).await?;
         if results.iter().any(|r| !r.appended.is_empty()) {
             crate::crashpoint::hit("in_commit");
         }
         w.txn.commit().await?;
         Ok((started, results))
     }
+}
+
+/// PostgreSQL's group commit, in two messages for a batch of webhooks (`pg_txn`, `pg_lists`).
+async fn write_postgres(
+    pool: &sqlx::PgPool,
+    origin: &str,
+    entries: Vec<JournalEntry>,
+    changes: Vec<PaymentChange>,
+) -> Result<Written, StoreError> {
+    let txn = PgTxn::acquire(pool).await?;
+    let written = postgres_batch(&txn, origin, entries, changes).await;
+    if written.is_err() {
+        txn.rollback().await;
+    }
+    written
+}
+
+/// BEGIN, the append lock and the reads in one message (journal entries, rare in a batch of
+/// webhooks, need the lock before the reads and a statement each); then the plan; effects and
+/// payment updates one statement each; the event insert, its NOTIFY and COMMIT in one message.
+async fn postgres_batch(
+    txn: &PgTxn,
+    origin: &str,
+    entries: Vec<JournalEntry>,
+    changes: Vec<PaymentChange>,
+) -> Result<Written, StoreError> {
+    let mut started = Vec::with_capacity(entries.len());
+    let loaded = if entries.is_empty() {
+        let reads = Reads::new(&changes, true)?;
+        reads.read(txn.begin(&reads.sql).await?)?
+    } else {
+        txn.begin(&format!("SELECT pg_advisory_xact_lock({EVENT_LOG_LOCK})"))
+            .await?;
+        for entry in entries {
+            started.push(operations::in_batch(
+                operations::journal_in(txn, entry).await,
+            )?);
+        }
+        if changes.is_empty() {
+            batch::Loaded::default()
+        } else {
+            let reads = Reads::new(&changes, false)?;
+            reads.read(txn.send(&reads.sql).await?)?
+        }
+    };
+    let mut plan = batch::plan(changes, loaded)?;
+    batch_write::write_effects(txn, &plan.effects).await?;
+    for (p, confirmed) in &plan.updates {
+        payments::update(txn, p, *confirmed).await?;
+    }
+    if plan.inserts.is_empty() {
+        txn.commit("").await?;
+    } else {
+        let insert = pg_lists::insert_and_notify(&plan.inserts, origin)?;
+        crate::crashpoint::hit("in_commit");
+        let rows = txn
+            .commit(&insert)
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        let sequences = pg_lists::inserted(&plan.inserts, rows)?;
+        plan.number(&sequences)?;
+    }
+    Ok((started, plan.results))
 }
