@@ -26,6 +26,7 @@ mod migration;
 mod operations;
 mod payments;
 mod pg_lists;
+mod pg_literal;
 mod pg_txn;
 mod polling;
 pub mod retention;

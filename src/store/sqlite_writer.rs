@@ -635,6 +635,29 @@ mod tests {
                     ..Default::default()
                 },
             ],
+            // Webhooks only (no journal settlement, no profile): PostgreSQL's optimistic path.
+            vec![
+                PaymentChange {
+                    reference: "payment-a".into(),
+                    events: vec![event(
+                        "payment-a",
+                        EventName::Refunded,
+                        1_000,
+                        Some("ref-1"),
+                    )],
+                    ..Default::default()
+                },
+                PaymentChange {
+                    reference: "payment-b".into(),
+                    events: vec![event("payment-b", EventName::Cancelled, 10_000, None)],
+                    ..Default::default()
+                },
+                PaymentChange {
+                    reference: "payment-a".into(),
+                    events: vec![event("payment-a", EventName::Refunded, 500, Some("ref-2"))],
+                    ..Default::default()
+                },
+            ],
         ]
     }
 
@@ -789,6 +812,19 @@ mod tests {
         let pg_log = logged(pg.events_after(0, 100).await.unwrap());
         let fast_log = logged(fast.events_after(0, 100).await.unwrap());
         assert_eq!(pg_log, fast_log);
+        for reference in ["payment-a", "payment-b", "payment-c", "ghost-payment"] {
+            let stored = |p: Option<crate::domain::Payment>| {
+                p.map(|p| format!("{:?} {:?} {:?}", p.state, p.aggregate, p.phone_number))
+            };
+            let via_pg = stored(pg.get_payment(reference).await.unwrap());
+            let via_fast = stored(fast.get_payment(reference).await.unwrap());
+            assert_eq!(via_pg, via_fast, "{reference}");
+        }
+        let refunded = pg.get_payment("payment-a").await.unwrap().unwrap();
+        assert_eq!(
+            refunded.aggregate.refunded, 1_500,
+            "the last batch was written"
+        );
         let all = pg_log.join("\n");
         for expected in [
             "idempotency_key: None",
