@@ -4,9 +4,9 @@
 //! `COMMIT` in the last (`pg_lists` writes them). sea-orm's transaction sends every statement on
 //! its own and waits for its answer: seven round trips per batch of webhooks against two here.
 //!
-//! Everything else inside the transaction (journal entries, the rare effects, payment updates)
-//! goes through `ConnectionTrait`, as prepared statements with bound values, exactly as on
-//! sea-orm's own transaction.
+//! Everything else inside the transaction (journal entries and the rare effects) goes through
+//! `ConnectionTrait`, as prepared statements with bound values, exactly as on sea-orm's own
+//! transaction.
 //!
 //! A connection is only given back to the pool once its transaction has ended: a transaction
 //! left open (an error the rollback could not clear, or a write cancelled mid-way) closes the

@@ -7,7 +7,7 @@ use super::{
     batch, batch_write,
     change::{CommitResult, PaymentChange},
     operations::{self, JournalEntry, Journaled},
-    payments, pg_lists,
+    pg_lists,
     pg_lists::Reads,
     pg_txn::PgTxn,
     Store, StoreError, EVENT_LOG_LOCK,
@@ -67,8 +67,8 @@ async fn write_postgres(
 }
 
 /// BEGIN, the append lock and the reads in one message (journal entries, rare in a batch of
-/// webhooks, need the lock before the reads and a statement each); then the plan; effects and
-/// payment updates one statement each; the event insert, its NOTIFY and COMMIT in one message.
+/// webhooks, need the lock before the reads and a statement each); then the plan; effects one
+/// statement each; the event insert, the payments' updates, NOTIFY and COMMIT in one message.
 async fn postgres_batch(
     txn: &PgTxn,
     origin: &str,
@@ -96,20 +96,13 @@ async fn postgres_batch(
     };
     let mut plan = batch::plan(changes, loaded)?;
     batch_write::write_effects(txn, &plan.effects).await?;
-    for (p, confirmed) in &plan.updates {
-        payments::update(txn, p, *confirmed).await?;
-    }
-    if plan.inserts.is_empty() {
-        txn.commit("").await?;
-    } else {
-        let insert = pg_lists::insert_and_notify(&plan.inserts, origin)?;
+    let last = pg_lists::last_message(&plan.inserts, &plan.updates, origin)?;
+    if !plan.inserts.is_empty() {
         crate::crashpoint::hit("in_commit");
-        let rows = txn
-            .commit(&insert)
-            .await?
-            .into_iter()
-            .next()
-            .unwrap_or_default();
+    }
+    let statements = txn.commit(&last).await?;
+    if !plan.inserts.is_empty() {
+        let rows = statements.into_iter().next().unwrap_or_default();
         let sequences = pg_lists::inserted(&plan.inserts, rows)?;
         plan.number(&sequences)?;
     }
