@@ -5,8 +5,9 @@
 //! batch sees the earlier ones exactly as if each had been its own transaction.
 //!
 //! Three phases: load what the batch touches, `plan` it (pure: no database), write the plan. The
-//! plan is shared by the two writers: `batch_write`'s sea-orm one (PostgreSQL, and an in-memory
-//! SQLite) and `sqlite_writer`'s prepared statements (a SQLite file).
+//! plan is shared by three writers: `sqlite_writer`'s prepared statements (a SQLite file),
+//! PostgreSQL's two messages (`write.rs` with `pg_lists`) and `batch_write`'s sea-orm one (an
+//! in-memory SQLite).
 
 use std::collections::{HashMap, HashSet};
 
@@ -76,17 +77,24 @@ pub(super) fn keys(changes: &[PaymentChange]) -> Vec<String> {
         .collect()
 }
 
+/// The distinct references of changes with events (the known ones among them need totals).
+pub(super) fn references_with_events(changes: &[PaymentChange]) -> Vec<String> {
+    let distinct: HashSet<&str> = changes
+        .iter()
+        .filter(|c| !c.events.is_empty())
+        .map(|c| c.reference.as_str())
+        .collect();
+    distinct.into_iter().map(str::to_owned).collect()
+}
+
 /// The known payments that get events (whose log totals the plan needs).
 pub(super) fn with_events(
     changes: &[PaymentChange],
     payments: &HashMap<String, Stored>,
 ) -> Vec<String> {
-    let distinct: HashSet<&str> = changes
-        .iter()
-        .filter(|c| !c.events.is_empty() && payments.contains_key(&c.reference))
-        .map(|c| c.reference.as_str())
-        .collect();
-    distinct.into_iter().map(str::to_owned).collect()
+    let mut known = references_with_events(changes);
+    known.retain(|r| payments.contains_key(r));
+    known
 }
 
 /// A write the plan needs besides the events and the payments, in the order it was decided.

@@ -59,7 +59,7 @@ pub use write::Written;
 
 /// The PostgreSQL NOTIFY channel that tells replicas the event log grew. The payload is the
 /// batch's latest sequence and the committing store's origin, `<sequence> <origin>`
-/// (`pg_lists::insert_and_notify` writes it).
+/// (`pg_lists::last_message` writes it).
 pub const NOTIFY_CHANNEL: &str = "paygate_events";
 
 /// The sequence and origin of a commit notification's payload; the origin is empty, and the
@@ -76,6 +76,11 @@ fn new_origin() -> Arc<str> {
 
 /// The advisory lock key that orders event-log appends on PostgreSQL ("pg" "lg" in ASCII).
 const EVENT_LOG_LOCK: i64 = 0x7067_6c67;
+
+/// The statement that takes the append lock for the rest of the transaction.
+fn append_lock() -> String {
+    format!("SELECT pg_advisory_xact_lock({EVENT_LOG_LOCK})")
+}
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -308,8 +313,7 @@ impl Store {
         let txn = self.db.begin().await?;
         match self.backend {
             DbBackend::Postgres => {
-                txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({EVENT_LOG_LOCK})"))
-                    .await?;
+                txn.execute_unprepared(&append_lock()).await?;
             }
             // Take SQLite's write lock first (a deferred transaction that reads and then writes
             // fails at once when another process holds the lock; a writer waits busy_timeout).

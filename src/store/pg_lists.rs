@@ -25,26 +25,21 @@ use super::{
     entities::payment,
     now_ms,
     pg_literal::{push_array, push_text},
-    StoreError, EVENT_LOG_LOCK, NOTIFY_CHANNEL,
+    StoreError, NOTIFY_CHANNEL,
 };
 
 /// The reads a batch needs, after the append lock, as the statements of one message; `read`
 /// makes them into what the plan needs.
 pub(super) struct Reads {
     pub sql: String,
-    /// Whether the lock statement leads the message (when BEGIN goes with it).
-    locks: bool,
 }
 
 impl Reads {
     /// The known payments, the dedupe keys already recorded, and the log totals of the known
     /// payments that get events (`batch::with_events`, decided by PostgreSQL from the first
     /// read's table, in the same transaction).
-    pub fn new(changes: &[PaymentChange], lock: bool) -> Result<Self, StoreError> {
+    pub fn new(changes: &[PaymentChange]) -> Result<Self, StoreError> {
         let mut sql = String::with_capacity(1024);
-        if lock {
-            let _ = write!(sql, "SELECT pg_advisory_xact_lock({EVENT_LOG_LOCK}); ");
-        }
         sql.push_str("SELECT * FROM payments WHERE reference = ANY(");
         push_array(&mut sql, &batch::references(changes), |r| r, "varchar[]")?;
         sql.push_str("); SELECT dedupe_key FROM events WHERE dedupe_key = ANY(");
@@ -55,17 +50,17 @@ impl Reads {
         );
         push_array(
             &mut sql,
-            &references_with_events(changes),
+            &batch::references_with_events(changes),
             |r| r,
             "varchar[]",
         )?;
         sql.push_str(")))");
-        Ok(Self { sql, locks: lock })
+        Ok(Self { sql })
     }
 
     /// What the plan needs, from the rows of this message's statements.
     pub fn read(&self, statements: Vec<Vec<PgRow>>) -> Result<Loaded, StoreError> {
-        let mut statements = statements.into_iter().skip(usize::from(self.locks));
+        let mut statements = statements.into_iter();
         let mut next = || {
             statements.next().ok_or_else(|| {
                 StoreError::Corrupt("a read of the group commit went missing".into())
@@ -99,16 +94,6 @@ impl Reads {
             totals,
         })
     }
-}
-
-/// The distinct references of changes with events (the known ones among them need totals).
-fn references_with_events(changes: &[PaymentChange]) -> Vec<String> {
-    let distinct: HashSet<&str> = changes
-        .iter()
-        .filter(|c| !c.events.is_empty())
-        .map(|c| c.reference.as_str())
-        .collect();
-    distinct.into_iter().map(str::to_owned).collect()
 }
 
 /// The statements of the message that ends with `COMMIT` (none when the batch writes nothing

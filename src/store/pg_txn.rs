@@ -40,12 +40,18 @@ impl PgTxn {
         })
     }
 
-    /// Sends `BEGIN` and then `sql` (statements separated by `;`) in one message; the rows of
-    /// each statement of `sql`, in order.
-    pub async fn begin(&self, sql: &str) -> Result<Vec<Vec<PgRow>>, StoreError> {
+    /// Sends `BEGIN`, the append lock (as every write transaction takes it, see the store's
+    /// module comment) and then `sql` (statements separated by `;`, may be empty) in one
+    /// message; the rows of each statement of `sql`, in order.
+    pub async fn begin_locked(&self, sql: &str) -> Result<Vec<Vec<PgRow>>, StoreError> {
         self.open.store(true, Ordering::Release);
-        let rows = self.send(&format!("BEGIN; {sql}")).await?;
-        Ok(rows.into_iter().skip(1).collect())
+        let mut message = format!("BEGIN; {}", super::append_lock());
+        if !sql.is_empty() {
+            message.push_str("; ");
+            message.push_str(sql);
+        }
+        let rows = self.send(&message).await?;
+        Ok(rows.into_iter().skip(2).collect())
     }
 
     /// Sends `sql` (statements separated by `;`) in one message; the rows of each statement.
@@ -180,9 +186,12 @@ mod tests {
         )
     }
 
-    async fn backend_pid(txn: &PgTxn) -> i32 {
+    /// A transaction-less `PgTxn` from the pool, and its connection's server process.
+    async fn acquired(pool: &PgPool) -> (PgTxn, i32) {
+        let txn = PgTxn::acquire(pool).await.unwrap();
         let rows = txn.send("SELECT pg_backend_pid()").await.unwrap();
-        rows[0][0].get(0)
+        let pid = rows[0][0].get(0);
+        (txn, pid)
     }
 
     #[tokio::test]
@@ -190,16 +199,15 @@ mod tests {
         let Some(pool) = one_connection().await else {
             return;
         };
-        let txn = PgTxn::acquire(&pool).await.unwrap();
-        let pid = backend_pid(&txn).await;
-        txn.begin("CREATE TABLE t (n int); INSERT INTO t VALUES (1)")
+        let (txn, pid) = acquired(&pool).await;
+        txn.begin_locked("CREATE TABLE t (n int); INSERT INTO t VALUES (1)")
             .await
             .unwrap();
         assert!(txn.send("SELECT 1 / 0").await.is_err());
         txn.rollback().await;
         drop(txn);
-        let txn = PgTxn::acquire(&pool).await.unwrap();
-        assert_eq!(backend_pid(&txn).await, pid, "the same connection, reused");
+        let (txn, again) = acquired(&pool).await;
+        assert_eq!(again, pid, "the same connection, reused");
         // Outside a transaction block a savepoint is an error; the table was rolled back.
         assert!(txn.send("SAVEPOINT s").await.is_err());
         assert!(txn.send("SELECT count(*) FROM t").await.is_err());
@@ -210,12 +218,11 @@ mod tests {
         let Some(pool) = one_connection().await else {
             return;
         };
-        let txn = PgTxn::acquire(&pool).await.unwrap();
-        let pid = backend_pid(&txn).await;
-        txn.begin("CREATE TABLE t (n int)").await.unwrap();
+        let (txn, pid) = acquired(&pool).await;
+        txn.begin_locked("CREATE TABLE t (n int)").await.unwrap();
         drop(txn); // as when a write is cancelled mid-way
-        let txn = PgTxn::acquire(&pool).await.unwrap();
-        assert_ne!(backend_pid(&txn).await, pid, "a new connection");
+        let (txn, again) = acquired(&pool).await;
+        assert_ne!(again, pid, "a new connection");
         assert!(txn.send("SELECT count(*) FROM t").await.is_err());
     }
 
@@ -224,9 +231,8 @@ mod tests {
         let Some(pool) = one_connection().await else {
             return;
         };
-        let txn = PgTxn::acquire(&pool).await.unwrap();
-        let pid = backend_pid(&txn).await;
-        txn.begin("CREATE TABLE t (n int)").await.unwrap();
+        let (txn, pid) = acquired(&pool).await;
+        txn.begin_locked("CREATE TABLE t (n int)").await.unwrap();
         let rows = txn
             .commit("INSERT INTO t VALUES (7) RETURNING n")
             .await
@@ -234,8 +240,8 @@ mod tests {
         assert_eq!(rows.len(), 1, "the rows of the statements before COMMIT");
         assert_eq!(rows[0][0].get::<i32, _>(0), 7);
         drop(txn);
-        let txn = PgTxn::acquire(&pool).await.unwrap();
-        assert_eq!(backend_pid(&txn).await, pid);
+        let (txn, again) = acquired(&pool).await;
+        assert_eq!(again, pid);
         let rows = txn.send("SELECT n FROM t").await.unwrap();
         assert_eq!(rows[0].len(), 1, "committed");
     }

@@ -10,7 +10,7 @@ use super::{
     pg_lists,
     pg_lists::Reads,
     pg_txn::PgTxn,
-    Store, StoreError, EVENT_LOG_LOCK,
+    Store, StoreError,
 };
 
 /// What a group commit did: each journal entry's outcome, then each change's result.
@@ -77,11 +77,10 @@ async fn postgres_batch(
 ) -> Result<Written, StoreError> {
     let mut started = Vec::with_capacity(entries.len());
     let loaded = if entries.is_empty() {
-        let reads = Reads::new(&changes, true)?;
-        reads.read(txn.begin(&reads.sql).await?)?
+        let reads = Reads::new(&changes)?;
+        reads.read(txn.begin_locked(&reads.sql).await?)?
     } else {
-        txn.begin(&format!("SELECT pg_advisory_xact_lock({EVENT_LOG_LOCK})"))
-            .await?;
+        txn.begin_locked("").await?;
         for entry in entries {
             started.push(operations::in_batch(
                 operations::journal_in(txn, entry).await,
@@ -90,7 +89,7 @@ async fn postgres_batch(
         if changes.is_empty() {
             batch::Loaded::default()
         } else {
-            let reads = Reads::new(&changes, false)?;
+            let reads = Reads::new(&changes)?;
             reads.read(txn.send(&reads.sql).await?)?
         }
     };
