@@ -5,8 +5,9 @@
 //! - re-sends journalled operations whose outcome is still unknown (a crash, or a caller that
 //!   gave up after UNAVAILABLE), with the same Idempotency-Key, so they settle exactly once.
 //!
-//! Replicas share the work: a payment is claimed (compare-and-set on its poll time) before it
-//! is polled, so two replicas never poll the same payment at once.
+//! Replicas share the work: a tick's due payments are claimed in one write (a compare-and-set
+//! on each one's poll time) before they are polled, so two replicas never poll the same
+//! payment at once.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,16 @@ use tokio_util::sync::CancellationToken;
 
 use super::Payments;
 use crate::{config, domain::Reference, store::DuePoll};
+
+/// At most this many payments are polled per tick (per replica): Vipps is asked at most about
+/// 50 times a second, and the tick's claims are one write.
+const POLLS_PER_TICK: u64 = 50;
+
+/// When a due payment is polled next: its age's interval from now.
+fn next_poll_ms(due: &DuePoll, now_ms: i64) -> i64 {
+    let age = Duration::from_millis(u64::try_from(now_ms - due.create_time_ms).unwrap_or(0));
+    now_ms + i64::try_from(interval_for(age).as_millis()).unwrap_or(300_000)
+}
 
 /// How long until a payment of this age is polled again.
 fn interval_for(age: Duration) -> Duration {
@@ -44,33 +55,38 @@ impl Payments {
         }
     }
 
+    /// Claims the due payments in one write, then polls the claimed ones.
     async fn poll_due(&self, first_after: Duration) {
         let min_age = i64::try_from(first_after.as_millis()).unwrap_or(i64::MAX);
-        let due = match self.store().due_polls(min_age, 50).await {
+        let due = match self.store().due_polls(min_age, POLLS_PER_TICK).await {
             Ok(due) => due,
             Err(e) => {
                 tracing::warn!(error = %e, "reconciler cannot read its schedule");
                 return;
             }
         };
-        for payment in due {
-            self.poll_one(&payment).await;
+        let now = chrono::Utc::now().timestamp_millis();
+        let claims: Vec<_> = due
+            .into_iter()
+            .map(|due| {
+                let next = next_poll_ms(&due, now);
+                (due, next)
+            })
+            .collect();
+        let claimed = match self.store().claim_polls(&claims).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim payments to poll");
+                return;
+            }
+        };
+        for reference in claimed {
+            self.poll_one(&reference).await;
         }
     }
 
-    async fn poll_one(&self, due: &DuePoll) {
-        let now = chrono::Utc::now().timestamp_millis();
-        let age = Duration::from_millis(u64::try_from(now - due.create_time_ms).unwrap_or(0));
-        let next = now + i64::try_from(interval_for(age).as_millis()).unwrap_or(300_000);
-        match self.store().claim_poll(due, next).await {
-            Ok(true) => {}
-            Ok(false) => return, // another replica has it
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot claim a payment to poll");
-                return;
-            }
-        }
-        let Ok(reference) = Reference::parse("reference", &due.reference) else {
+    async fn poll_one(&self, reference: &str) {
+        let Ok(reference) = Reference::parse("reference", reference) else {
             return;
         };
         let result = match self.store().get_payment(reference.as_str()).await {

@@ -20,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(WRITE_LOCK),
             Box::new(SEND_LEASES),
             Box::new(AUDIT_AND_RETENTION),
+            Box::new(UNUSED_INDEX),
         ]
     }
 }
@@ -229,4 +230,12 @@ const AUDIT_AND_RETENTION: Sql = Sql {
         "INSERT INTO log_horizon (id, sequence) VALUES (1, 0)",
         "CREATE INDEX events_recorded ON events (recorded_ms)",
     ],
+};
+
+/// `payments_pending (state, update_time_ms)` served no query (the reconciler reads
+/// `payments_poll`), yet every payment insert and update rewrote an entry in it: one more page
+/// in the WAL, and its sync, per create and per webhook for a known payment.
+const UNUSED_INDEX: Sql = Sql {
+    name: "m0008_drop_payments_pending",
+    statements: &["DROP INDEX IF EXISTS payments_pending"],
 };
