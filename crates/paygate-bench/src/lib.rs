@@ -224,8 +224,25 @@ pub(crate) struct Ctx<'a> {
     pub paygate: PathBuf,
     /// paygate's `RUST_LOG` (`BENCH_PAYGATE_LOG`, default `warn`).
     pub paygate_log_level: String,
+    /// More of paygate's environment (`BENCH_PAYGATE_ENV=KEY=VALUE,…`), set after the suite's
+    /// own keys: the child starts from an empty environment, so an A/B of a setting goes here.
+    pub paygate_env: Vec<(String, String)>,
     /// The run's fdatasync p50 (append), microseconds.
     pub fsync_p50_us: Option<f64>,
+}
+
+/// `KEY=VALUE,KEY=VALUE` (empty: none); a malformed entry stops the run before it starts.
+fn paygate_env(list: &str) -> anyhow::Result<Vec<(String, String)>> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| match entry.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => {
+                Ok((key.trim().to_owned(), value.to_owned()))
+            }
+            _ => anyhow::bail!("BENCH_PAYGATE_ENV: {entry:?} is not KEY=VALUE"),
+        })
+        .collect()
 }
 
 /// Runs a hidden child command (`__serve <kind>`, `__stream-client`) if `args` name one.
@@ -317,6 +334,11 @@ pub fn run(scenario: &str, options: &Options) -> anyhow::Result<Outcome> {
     let fsync = machine::fsync_probe(&dir.0, sizes.fsync_secs)?;
     eprintln!("  disk: {}", machine::fsync_line(&fsync));
     let log_level = std::env::var("BENCH_PAYGATE_LOG").unwrap_or_else(|_| "warn".into());
+    let paygate_env = paygate_env(&std::env::var("BENCH_PAYGATE_ENV").unwrap_or_default())?;
+    if !paygate_env.is_empty() {
+        let keys: Vec<_> = paygate_env.iter().map(|(k, _)| k.as_str()).collect();
+        eprintln!("  paygate's extra environment: {}", keys.join(", "));
+    }
     let ctx = Ctx {
         layout: layout.clone(),
         sizes: sizes.clone(),
@@ -326,6 +348,7 @@ pub fn run(scenario: &str, options: &Options) -> anyhow::Result<Outcome> {
         tiny: options.size == Size::Tiny,
         paygate: paygate.clone(),
         paygate_log_level: log_level.clone(),
+        paygate_env,
         fsync_p50_us: machine::fsync_p50_us(&fsync),
     };
 
@@ -454,5 +477,23 @@ async fn run_scenario(scenario: &str, ctx: &Ctx<'_>) -> anyhow::Result<report::S
         "subscribers" => subscribers::run(ctx).await,
         "catch-up" => catchup::run(ctx).await,
         other => anyhow::bail!("unknown scenario {other}"),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    #[test]
+    fn paygate_env_is_key_value_pairs() {
+        assert!(super::paygate_env("").unwrap().is_empty());
+        assert_eq!(
+            super::paygate_env("PAYGATE_RECONCILE_FIRST_MS=60000, A=b=c").unwrap(),
+            [
+                ("PAYGATE_RECONCILE_FIRST_MS".to_owned(), "60000".to_owned()),
+                ("A".to_owned(), "b=c".to_owned())
+            ]
+        );
+        assert!(super::paygate_env("NOVALUE").is_err());
+        assert!(super::paygate_env("=x").is_err());
     }
 }

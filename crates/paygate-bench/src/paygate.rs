@@ -116,6 +116,7 @@ impl Paygate {
             .env("PAYGATE_ALLOW_UNAUTHENTICATED", "true")
             .env("PAYGATE_SHUTDOWN_GRACE_MS", "2000")
             .env("RUST_LOG", ctx.paygate_log_level.as_str())
+            .envs(ctx.paygate_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log)?)
             .stderr(std::fs::File::options().append(true).open(&log)?);
