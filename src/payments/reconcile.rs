@@ -11,6 +11,7 @@
 
 use std::time::{Duration, Instant};
 
+use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
 use super::Payments;
@@ -19,6 +20,9 @@ use crate::{config, domain::Reference, store::DuePoll};
 /// At most this many payments are polled per tick (per replica): Vipps is asked at most about
 /// 50 times a second, and the tick's claims are one write.
 const POLLS_PER_TICK: u64 = 50;
+
+/// Polls of a tick's batch under way at once.
+const POLLS_IN_FLIGHT: usize = 8;
 
 /// When a due payment is polled next: its age's interval from now.
 fn next_poll_ms(due: &DuePoll, now_ms: i64) -> i64 {
@@ -80,9 +84,13 @@ impl Payments {
                 return;
             }
         };
-        for reference in claimed {
-            self.poll_one(&reference).await;
-        }
+        // A few at a time: the last of a batch is polled well inside its claim (2 s at the
+        // shortest), so another replica does not take it over while it waits its turn.
+        futures::stream::iter(claimed)
+            .for_each_concurrent(POLLS_IN_FLIGHT, |reference| async move {
+                self.poll_one(&reference).await;
+            })
+            .await;
     }
 
     async fn poll_one(&self, reference: &str) {
