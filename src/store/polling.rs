@@ -2,8 +2,9 @@
 //! poll the same payment at once.
 
 use sea_orm::{
-    sea_query::Expr, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait,
+    sea_query::{CaseStatement, Expr},
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait,
 };
 
 use super::{entities::payment, now_ms, Store, StoreError};
@@ -44,16 +45,17 @@ impl Store {
     /// compare-and-set on the poll time read with it, so among replicas that saw a payment due,
     /// exactly one wins. Answers the references this call claimed.
     pub async fn claim_polls(&self, claims: &[(DuePoll, i64)]) -> Result<Vec<String>, StoreError> {
-        let Some(((first, first_until), rest)) = claims.split_first() else {
+        if claims.is_empty() {
             return Ok(Vec::new());
-        };
-        let reference = || Expr::col(payment::Column::Reference);
-        let until = rest
+        }
+        let until = claims
             .iter()
-            .fold(
-                Expr::case(reference().eq(first.reference.as_str()), *first_until),
-                |case, (due, until)| case.case(reference().eq(due.reference.as_str()), *until),
-            )
+            .fold(CaseStatement::new(), |case, (due, until)| {
+                case.case(
+                    payment::Column::Reference.eq(due.reference.as_str()),
+                    *until,
+                )
+            })
             .finally(Expr::col(payment::Column::NextPollMs));
         let unchanged = claims.iter().fold(Condition::any(), |any, (due, _)| {
             any.add(

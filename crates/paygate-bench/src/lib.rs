@@ -331,14 +331,14 @@ pub fn run(scenario: &str, options: &Options) -> anyhow::Result<Outcome> {
     if cfg!(debug_assertions) {
         eprintln!("  (debug build of the suite: its clients are slow; use --release)");
     }
-    let fsync = machine::fsync_probe(&dir.0, sizes.fsync_secs)?;
-    eprintln!("  disk: {}", machine::fsync_line(&fsync));
-    let log_level = std::env::var("BENCH_PAYGATE_LOG").unwrap_or_else(|_| "warn".into());
     let paygate_env = paygate_env(&std::env::var("BENCH_PAYGATE_ENV").unwrap_or_default())?;
     if !paygate_env.is_empty() {
         let keys: Vec<_> = paygate_env.iter().map(|(k, _)| k.as_str()).collect();
         eprintln!("  paygate's extra environment: {}", keys.join(", "));
     }
+    let fsync = machine::fsync_probe(&dir.0, sizes.fsync_secs)?;
+    eprintln!("  disk: {}", machine::fsync_line(&fsync));
+    let log_level = std::env::var("BENCH_PAYGATE_LOG").unwrap_or_else(|_| "warn".into());
     let ctx = Ctx {
         layout: layout.clone(),
         sizes: sizes.clone(),
