@@ -35,7 +35,9 @@ impl Store {
     pub async fn pending_profiles(&self, limit: u64) -> Result<Vec<String>, StoreError> {
         use sea_orm::{QueryOrder, QuerySelect};
         Ok(payment::Entity::find()
-            .filter(payment::Column::ProfileStatus.eq("pending"))
+            // Written as the partial index's own condition (`payments_profile_pending`), not a
+            // bound value: PostgreSQL's generic plan could not use the index for `= $1`.
+            .filter(Expr::cust("profile_status = 'pending'"))
             .filter(payment::Column::State.eq("AUTHORIZED"))
             .order_by_asc(payment::Column::UpdateTimeMs)
             .limit(limit)

@@ -94,7 +94,9 @@ impl Store {
         use sea_orm::{QueryOrder, QuerySelect};
         let now = now_ms();
         operation::Entity::find()
-            .filter(operation::Column::Status.eq(OperationStatus::Pending.as_str()))
+            // The partial index's own condition (`operations_pending`), not a bound value:
+            // PostgreSQL's generic plan could not use the index for `= $1`.
+            .filter(Expr::cust("status = 'pending'"))
             .filter(operation::Column::LeaseUntilMs.lte(now))
             .filter(operation::Column::NextSendMs.lte(now))
             .filter(operation::Column::UpdatedMs.lte(now - idle_ms))

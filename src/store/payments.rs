@@ -39,6 +39,9 @@ pub(super) async fn insert<C: ConnectionTrait>(db: &C, p: &Payment) -> Result<()
     Ok(())
 }
 
+/// Every column a change can move. Not the customer key, set at the create and never changed
+/// (out of the SET, its index entry is left alone), nor the columns with statements of their own
+/// (profile status and failure, poll schedule).
 pub(super) async fn update<C: ConnectionTrait>(
     db: &C,
     p: &Payment,
@@ -57,7 +60,6 @@ pub(super) async fn update<C: ConnectionTrait>(
         cancelled: Set(m.cancelled),
         user_flow: Set(m.user_flow),
         redirect_url: Set(m.redirect_url),
-        customer_key: Set(m.customer_key),
         phone_number: Set(m.phone_number),
         profile_sub: Set(m.profile_sub),
         metadata: Set(m.metadata),

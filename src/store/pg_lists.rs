@@ -170,7 +170,8 @@ fn push_insert(sql: &mut String, inserts: &[Insert]) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The UPDATE of a changed payment: the columns `payments::update` sets.
+/// The UPDATE of a changed payment: the columns `payments::update` sets (not the customer key,
+/// which never changes after the create).
 fn push_update(sql: &mut String, payment: &Payment, confirmed: bool) -> Result<(), StoreError> {
     let m = convert::payment_model(payment, confirmed);
     let texts = [
@@ -179,7 +180,6 @@ fn push_update(sql: &mut String, payment: &Payment, confirmed: bool) -> Result<(
         ("currency", Some(m.currency.as_str())),
         ("user_flow", Some(m.user_flow.as_str())),
         ("redirect_url", m.redirect_url.as_deref()),
-        ("customer_key", m.customer_key.as_deref()),
         ("phone_number", m.phone_number.as_deref()),
         ("profile_sub", m.profile_sub.as_deref()),
         ("metadata", Some(m.metadata.as_str())),

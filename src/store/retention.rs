@@ -97,16 +97,25 @@ impl Store {
             .collect())
     }
 
+    /// The oldest events, up to the first one recorded at or after `before_ms`. The log is
+    /// recorded in sequence order, so the oldest sequences are the oldest events; reading them by
+    /// sequence needs no index on `recorded_ms`, which every event commit would write (see
+    /// migration `m0009`). Where replicas' clocks disagree, an event stamped a little later stops
+    /// the batch early: it is kept, never one after it deleted first.
     async fn old_events(&self, before_ms: i64) -> Result<Vec<i64>, StoreError> {
-        Ok(event::Entity::find()
+        let oldest: Vec<(i64, i64)> = event::Entity::find()
             .select_only()
-            .column(event::Column::Sequence)
-            .filter(event::Column::RecordedMs.lt(before_ms))
+            .columns([event::Column::Sequence, event::Column::RecordedMs])
             .order_by_asc(event::Column::Sequence)
             .limit(BATCH)
             .into_tuple()
             .all(&self.db)
-            .await?)
+            .await?;
+        Ok(oldest
+            .into_iter()
+            .take_while(|&(_, recorded_ms)| recorded_ms < before_ms)
+            .map(|(sequence, _)| sequence)
+            .collect())
     }
 
     /// Deletes these events and moves the horizon past them, in one transaction.
@@ -234,5 +243,56 @@ pub async fn run(
             () = stop.cancelled() => return,
             () = tokio::time::sleep(pause) => {}
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use sea_orm::ConnectionTrait;
+
+    use crate::test_support;
+
+    /// Old events are taken from the start of the log up to the first one recorded after the
+    /// cutoff (a replica with a later clock): that one and every event after it stay, so the
+    /// horizon never passes an event that was kept.
+    #[tokio::test]
+    async fn old_events_end_at_the_first_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = test_support::fresh_store(&dir).await;
+        let now = super::now_ms();
+        let day = 86_400_000;
+        // Sequences 1..=4: two old, one recorded now, one old again.
+        for (i, recorded_ms) in [now - 3 * day, now - 3 * day, now, now - 3 * day]
+            .into_iter()
+            .enumerate()
+        {
+            store
+                .db
+                .execute_unprepared(&format!(
+                    "INSERT INTO events (dedupe_key, reference, psp_reference, name, currency, \
+                     amount, timestamp_ms, success, source, payment, recorded_ms) VALUES \
+                     ('k{i}', 'payment-old-{i}', 'psp', 'CAPTURED', 'NOK', 100, 0, TRUE, \
+                     'webhook', '{{}}', {recorded_ms})"
+                ))
+                .await
+                .unwrap();
+        }
+        let expired = store.expire(day, day).await.unwrap();
+        assert_eq!(expired.events, 2);
+        assert_eq!(store.log_horizon().await.unwrap(), 2);
+        let left: Vec<i64> = store
+            .db
+            .query_all(sea_orm::Statement::from_string(
+                store.backend,
+                "SELECT sequence FROM events ORDER BY sequence",
+            ))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get("", "sequence").unwrap())
+            .collect();
+        assert_eq!(left, [3, 4]);
+        store.close().await;
     }
 }

@@ -391,18 +391,32 @@ fn insert_events(txn: &Transaction<'_>, inserts: &[Insert]) -> Result<Vec<u64>, 
 }
 
 /// The columns `payments::update` sets (the profile status, the failure and the poll schedule
-/// are written by their own statements).
+/// are written by their own statements; the customer key never changes after the create).
 fn update_payment(txn: &Transaction<'_>, p: &Payment, confirmed: bool) -> Result<(), StoreError> {
     let m = convert::payment_model(p, confirmed);
-    // Binds all of `payment_params`; ?17 to ?20 (failure, profile status, poll schedule, create
-    // time) are not written here.
-    let mut update = txn.prepare_cached(
-        "UPDATE payments SET psp_reference = ?2, state = ?3, currency = ?4, amount = ?5, \
-         authorized = ?6, captured = ?7, refunded = ?8, cancelled = ?9, user_flow = ?10, \
-         redirect_url = ?11, customer_key = ?12, phone_number = ?13, profile_sub = ?14, \
-         metadata = ?15, confirmed = ?16, update_time_ms = ?21 WHERE reference = ?1",
-    )?;
-    update.execute(&payment_params(&m)[..])?;
+    let params = payment_params(&m);
+    // Most updates keep the state (a create's result, a partial capture): leaving `state` out
+    // of the SET spares its index (`payments_poll`) a rewritten entry, which is one WAL page
+    // more per commit. When the state did change, no row matches and the second statement,
+    // with the state, writes it. Both bind all of `payment_params`; ?12 and ?17 to ?20 (customer
+    // key, failure, profile status, poll schedule, create time) are not written here.
+    let same_state = txn
+        .prepare_cached(
+            "UPDATE payments SET psp_reference = ?2, currency = ?4, amount = ?5, \
+             authorized = ?6, captured = ?7, refunded = ?8, cancelled = ?9, user_flow = ?10, \
+             redirect_url = ?11, phone_number = ?13, profile_sub = ?14, metadata = ?15, \
+             confirmed = ?16, update_time_ms = ?21 WHERE reference = ?1 AND state = ?3",
+        )?
+        .execute(&params[..])?;
+    if same_state == 0 {
+        txn.prepare_cached(
+            "UPDATE payments SET psp_reference = ?2, state = ?3, currency = ?4, amount = ?5, \
+             authorized = ?6, captured = ?7, refunded = ?8, cancelled = ?9, user_flow = ?10, \
+             redirect_url = ?11, phone_number = ?13, profile_sub = ?14, metadata = ?15, \
+             confirmed = ?16, update_time_ms = ?21 WHERE reference = ?1",
+        )?
+        .execute(&params[..])?;
+    }
     Ok(())
 }
 
@@ -466,14 +480,15 @@ fn write_effect(txn: &Transaction<'_>, effect: &Effect) -> Result<(), StoreError
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use chrono::{TimeZone, Utc};
+    use rusqlite::OptionalExtension;
 
     use super::super::{
         batch_write, operations, CommitResult, JournalEntry, Journaled, PaymentChange, Settlement,
     };
     use crate::{
         domain::{
-            Currency, EventName, EventSource, Money, NewEvent, NewOperation, OperationKind,
-            PhoneNumber, ProfileOutcome,
+            Aggregate, Currency, EventName, EventSource, Money, NewEvent, NewOperation,
+            OperationKind, PaymentState, PhoneNumber, ProfileOutcome, RemoteView,
         },
         test_support,
     };
@@ -773,6 +788,105 @@ mod tests {
         sea.close().await;
         fast.close().await;
     }
+    /// The b-trees whose pages the WAL gained since frame `*seen` (then moved past them), named
+    /// by SQLite's `dbstat`: what one commit wrote, page by page.
+    fn pages_since(dir: &tempfile::TempDir, seen: &mut usize) -> Vec<String> {
+        let wal = std::fs::read(dir.path().join("paygate.db-wal")).unwrap();
+        let page_size = u32::from_be_bytes(wal[8..12].try_into().unwrap()) as usize;
+        let frames: Vec<u32> = wal[32..]
+            .chunks_exact(24 + page_size)
+            .map(|frame| u32::from_be_bytes(frame[..4].try_into().unwrap()))
+            .collect();
+        assert!(frames.len() > *seen, "the WAL restarted or did not grow");
+        let conn = rusqlite::Connection::open(dir.path().join("paygate.db")).unwrap();
+        let mut owner = conn
+            .prepare("SELECT name FROM dbstat WHERE pageno = ?1")
+            .unwrap();
+        let mut names: Vec<String> = frames[*seen..]
+            .iter()
+            .map(|page| {
+                let name = owner.query_row([page], |r| r.get(0)).optional().unwrap();
+                name.unwrap_or_else(|| format!("page {page}, now free"))
+            })
+            .collect();
+        *seen = frames.len();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// A create's two commits write the pages of the rows they add and of the indexes that must
+    /// hold them, and no other: a payment without a customer key or profile writes no entry in
+    /// the customer and profile indexes, a result that keeps the state leaves `payments_poll`
+    /// alone, settling removes the operation's pending entry, and a known payment's event needs
+    /// no retention entry. (Each page is a WAL frame and its share of the sync.)
+    #[tokio::test]
+    async fn a_create_writes_only_the_pages_its_rows_need() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, url) = test_support::fresh_store(&dir).await;
+        if !url.starts_with("sqlite") {
+            return; // WAL pages are SQLite's
+        }
+        let mut seen = 0;
+        pages_since(&dir, &mut seen);
+        let create = JournalEntry::Create {
+            payment: Box::new(test_support::payment("taxi-ride-1")),
+            wants_profile: false,
+            op: operation(OperationKind::Create, "taxi-ride-1", "create-taxi-ride-1"),
+        };
+        let (journaled, _) = store.write_batch(vec![create], vec![]).await.unwrap();
+        let Ok(Journaled::Started(op)) = &journaled[0] else {
+            panic!("not started: {journaled:?}")
+        };
+        assert_eq!(
+            pages_since(&dir, &mut seen),
+            [
+                "operations",
+                "operations_key",
+                "operations_pending",
+                "payments",
+                "payments_poll",
+                "sqlite_autoindex_payments_1",
+                "sqlite_sequence",
+            ]
+        );
+        let result = PaymentChange {
+            reference: "taxi-ride-1".into(),
+            events: vec![NewEvent::own(
+                "taxi-ride-1",
+                EventName::Created,
+                Money::new(Currency::Nok, 10_000),
+                "",
+                "create-taxi-ride-1",
+            )],
+            remote: Some(RemoteView {
+                state: PaymentState::Created,
+                aggregate: Aggregate::default(),
+                psp_reference: String::new(),
+                redirect_url: Some("https://example.test/landing".into()),
+                profile_sub: None,
+            }),
+            confirm: true,
+            settle: Some((op.id, Settlement::Succeeded)),
+            ..Default::default()
+        };
+        let (_, results) = store.write_batch(vec![], vec![result]).await.unwrap();
+        assert_eq!(results[0].appended.len(), 1, "the event was logged");
+        assert_eq!(
+            pages_since(&dir, &mut seen),
+            [
+                "events",
+                "events_reference",
+                "operations",
+                "operations_pending",
+                "payments",
+                "sqlite_autoindex_events_1",
+                "sqlite_sequence",
+            ]
+        );
+        store.close().await;
+    }
+
     /// PostgreSQL's fixed-text statements (`pg_lists`: arrays and UNNEST, the optional columns
     /// with presence flags) answer and log exactly what SQLite's writer does. Runs only with
     /// `TEST_DATABASE_URL` set to PostgreSQL.
