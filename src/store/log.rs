@@ -28,6 +28,11 @@ impl Store {
         limit: u64,
     ) -> Result<Vec<PaymentEvent>, StoreError> {
         let after = i64::try_from(sequence).unwrap_or(i64::MAX);
+        if let Some(reader) = &self.sqlite_reader {
+            return reader
+                .page_after(after, i64::try_from(limit).unwrap_or(i64::MAX))
+                .await;
+        }
         if self.db.get_database_backend() == DbBackend::Sqlite {
             return self.sqlite_page_after(after, limit).await;
         }
@@ -51,7 +56,8 @@ impl Store {
             .collect()
     }
 
-    /// `events_after` on SQLite: the page comes back as one row, a JSON array built by SQLite.
+    /// `events_after` on an in-memory SQLite database (a file has `sqlite_reader`): the page
+    /// comes back as one row, a JSON array built by SQLite.
     /// sqlx hands every result row from its SQLite thread to ours separately, a thread wake-up
     /// per row; in a catch-up profile those hand-offs (and copying each value) were about half
     /// of paygate's CPU. One row crosses once, and the snapshot is parsed in the same pass.
@@ -136,8 +142,9 @@ mod tests {
         }
     }
 
-    /// SQLite's one-row JSON page reads exactly what the row-by-row sea-orm path reads: nulls,
-    /// booleans, quotes and escapes in text, and the payment snapshot with personal data.
+    /// SQLite's one-row JSON page and the file's own reader (`sqlite_reader`, what
+    /// `events_after` uses on a file) read exactly what the row-by-row sea-orm path reads:
+    /// nulls, booleans, quotes and escapes in text, and the payment snapshot with personal data.
     #[tokio::test]
     async fn the_sqlite_json_page_reads_what_the_models_read() {
         let dir = tempfile::tempdir().unwrap();
@@ -166,6 +173,10 @@ mod tests {
             model_page[1..2]
         );
         assert!(store.sqlite_page_after(3, 10).await.unwrap().is_empty());
+        assert!(store.sqlite_reader.is_some(), "a file has its reader");
+        assert_eq!(store.events_after(0, 10).await.unwrap(), model_page);
+        assert_eq!(store.events_after(1, 1).await.unwrap(), model_page[1..2]);
+        assert!(store.events_after(3, 10).await.unwrap().is_empty());
         store.close().await;
     }
 }

@@ -30,6 +30,7 @@ mod pg_literal;
 mod pg_txn;
 mod polling;
 pub mod retention;
+mod sqlite_reader;
 mod sqlite_writer;
 mod webhook_secrets;
 mod write;
@@ -169,6 +170,8 @@ pub struct Store {
     write_lock: Option<Arc<Mutex<()>>>,
     /// SQLite files only: the prepared-statement writer for batches of changes.
     sqlite_writer: Option<sqlite_writer::SqliteWriter>,
+    /// SQLite files only: connections of its own for pages of the event log.
+    sqlite_reader: Option<sqlite_reader::SqliteReader>,
     /// SQLite only: an exclusive lock on `<database>.lock`, held while the store lives, so a
     /// second paygate on the same file is refused instead of interleaving writers.
     writer_lock: Arc<std::sync::Mutex<Option<std::fs::File>>>,
@@ -214,15 +217,19 @@ impl Store {
             .connect_with(options)
             .await?;
         // An in-memory database is private to its connection: it keeps the sea-orm writer.
-        let sqlite_writer = match writer_lock {
-            Some(_) => Some(sqlite_writer::SqliteWriter::open(&file, timeout)?),
-            None => None,
+        let (sqlite_writer, sqlite_reader) = match writer_lock {
+            Some(_) => (
+                Some(sqlite_writer::SqliteWriter::open(&file, timeout)?),
+                Some(sqlite_reader::SqliteReader::new(&file, timeout)),
+            ),
+            None => (None, None),
         };
         Ok(Self {
             db: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
             backend: DbBackend::Sqlite,
             write_lock: Some(Arc::new(Mutex::new(()))),
             sqlite_writer,
+            sqlite_reader,
             writer_lock: Arc::new(std::sync::Mutex::new(writer_lock)),
             closed: Arc::default(),
             origin: new_origin(),
@@ -248,6 +255,7 @@ impl Store {
             backend: DbBackend::Postgres,
             write_lock: None,
             sqlite_writer: None,
+            sqlite_reader: None,
             writer_lock: Arc::default(),
             closed: Arc::default(),
             origin: new_origin(),
