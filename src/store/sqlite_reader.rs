@@ -29,9 +29,14 @@ pub(super) struct SqliteReader {
 struct Inner {
     path: PathBuf,
     busy_timeout: Duration,
-    /// Idle connections, and how many exist.
-    idle: Mutex<(Vec<Connection>, usize)>,
+    connections: Mutex<Connections>,
     returned: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct Connections {
+    idle: Vec<Connection>,
+    opened: usize,
 }
 
 impl SqliteReader {
@@ -41,7 +46,7 @@ impl SqliteReader {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
                 busy_timeout,
-                idle: Mutex::new((Vec::new(), 0)),
+                connections: Mutex::default(),
                 returned: std::sync::Condvar::new(),
             }),
         }
@@ -67,27 +72,27 @@ impl SqliteReader {
 
 impl Inner {
     fn take(&self) -> Result<Connection, StoreError> {
-        let mut idle = self.idle.lock().map_err(|_| poisoned())?;
+        let mut pool = self.connections.lock().map_err(|_| poisoned())?;
         loop {
-            if let Some(conn) = idle.0.pop() {
+            if let Some(conn) = pool.idle.pop() {
                 return Ok(conn);
             }
-            if idle.1 < MAX_CONNECTIONS {
-                idle.1 += 1;
-                drop(idle);
+            if pool.opened < MAX_CONNECTIONS {
+                pool.opened += 1;
+                drop(pool);
                 return self.open().inspect_err(|_| {
-                    if let Ok(mut idle) = self.idle.lock() {
-                        idle.1 -= 1;
+                    if let Ok(mut pool) = self.connections.lock() {
+                        pool.opened -= 1;
                     }
                 });
             }
-            idle = self.returned.wait(idle).map_err(|_| poisoned())?;
+            pool = self.returned.wait(pool).map_err(|_| poisoned())?;
         }
     }
 
     fn give_back(&self, conn: Connection) {
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.0.push(conn);
+        if let Ok(mut pool) = self.connections.lock() {
+            pool.idle.push(conn);
             self.returned.notify_one();
         }
     }

@@ -390,6 +390,15 @@ fn insert_events(txn: &Transaction<'_>, inserts: &[Insert]) -> Result<Vec<u64>, 
     Ok(sequences)
 }
 
+/// The SET list both payment UPDATEs share (all but `state`), as a literal for `concat!`.
+macro_rules! payment_update_set {
+    () => {
+        "psp_reference = ?2, currency = ?4, amount = ?5, authorized = ?6, captured = ?7, \
+         refunded = ?8, cancelled = ?9, user_flow = ?10, redirect_url = ?11, phone_number = ?13, \
+         profile_sub = ?14, metadata = ?15, confirmed = ?16, update_time_ms = ?21"
+    };
+}
+
 /// The columns `payments::update` sets (the profile status, the failure and the poll schedule
 /// are written by their own statements; the customer key never changes after the create).
 fn update_payment(txn: &Transaction<'_>, p: &Payment, confirmed: bool) -> Result<(), StoreError> {
@@ -401,20 +410,18 @@ fn update_payment(txn: &Transaction<'_>, p: &Payment, confirmed: bool) -> Result
     // with the state, writes it. Both bind all of `payment_params`; ?12 and ?17 to ?20 (customer
     // key, failure, profile status, poll schedule, create time) are not written here.
     let same_state = txn
-        .prepare_cached(
-            "UPDATE payments SET psp_reference = ?2, currency = ?4, amount = ?5, \
-             authorized = ?6, captured = ?7, refunded = ?8, cancelled = ?9, user_flow = ?10, \
-             redirect_url = ?11, phone_number = ?13, profile_sub = ?14, metadata = ?15, \
-             confirmed = ?16, update_time_ms = ?21 WHERE reference = ?1 AND state = ?3",
-        )?
+        .prepare_cached(concat!(
+            "UPDATE payments SET ",
+            payment_update_set!(),
+            " WHERE reference = ?1 AND state = ?3"
+        ))?
         .execute(&params[..])?;
     if same_state == 0 {
-        txn.prepare_cached(
-            "UPDATE payments SET psp_reference = ?2, state = ?3, currency = ?4, amount = ?5, \
-             authorized = ?6, captured = ?7, refunded = ?8, cancelled = ?9, user_flow = ?10, \
-             redirect_url = ?11, phone_number = ?13, profile_sub = ?14, metadata = ?15, \
-             confirmed = ?16, update_time_ms = ?21 WHERE reference = ?1",
-        )?
+        txn.prepare_cached(concat!(
+            "UPDATE payments SET state = ?3, ",
+            payment_update_set!(),
+            " WHERE reference = ?1"
+        ))?
         .execute(&params[..])?;
     }
     Ok(())
