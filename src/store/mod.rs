@@ -411,6 +411,18 @@ mod tests {
     use super::{postgres_refused, sqlite_refused};
     use crate::test_support;
 
+    /// SQLite (bundled) is compiled to sync its WAL with `fdatasync`, not `fsync`
+    /// (`.cargo/config.toml`; README "Unusual choices"). The same variable reaches rustc, so a
+    /// build without it fails here.
+    #[test]
+    fn sqlite_is_built_to_sync_with_fdatasync() {
+        let flags = option_env!("LIBSQLITE3_FLAGS").unwrap_or_default();
+        assert!(
+            flags.split_whitespace().any(|f| f == "-DHAVE_FDATASYNC=1"),
+            "LIBSQLITE3_FLAGS={flags:?}"
+        );
+    }
+
     #[test]
     fn refusals_are_told_from_failures() {
         // SQLite extended codes: CONSTRAINT_TRIGGER, CONSTRAINT_UNIQUE, MISMATCH, TOOBIG.
