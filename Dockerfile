@@ -23,8 +23,10 @@ WORKDIR /build
 #    Cargo.toml or Cargo.lock change (editing src/ does not rebuild the dependency tree).
 #    build.rs and proto/ come along because build.rs compiles the protobuf contract; crates/
 #    because the root is a workspace (paygate itself only links crates/vipps-signature, and the
-#    emulator when CARGO_FEATURES=emulator).
+#    emulator when CARGO_FEATURES=emulator). .cargo/config.toml builds SQLite to sync with
+#    fdatasync (README, "Unusual choices").
 COPY Cargo.toml Cargo.lock build.rs ./
+COPY .cargo ./.cargo
 COPY proto ./proto
 COPY crates ./crates
 RUN mkdir src \
