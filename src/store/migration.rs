@@ -22,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(AUDIT_AND_RETENTION),
             Box::new(UNUSED_INDEX),
             Box::new(PARTIAL_INDEXES),
+            Box::new(BYTE_ORDER_KEYS),
         ]
     }
 }
@@ -140,8 +141,10 @@ impl MigrationTrait for Initial {
     }
 }
 
-/// A migration of plain SQL statements, the same on both backends.
+/// A migration of plain SQL statements, the same on both backends (`postgres_only`: none on
+/// SQLite).
 struct Sql {
+    postgres_only: bool,
     name: &'static str,
     statements: &'static [&'static str],
 }
@@ -155,6 +158,9 @@ impl MigrationName for Sql {
 #[async_trait::async_trait]
 impl MigrationTrait for Sql {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if self.postgres_only && manager.get_database_backend() != DbBackend::Postgres {
+            return Ok(());
+        }
         // One transaction, so one connection: on SQLite each statement could otherwise run on
         // another pooled connection whose schema is older than the previous statement's (a
         // CREATE INDEX after a DROP INDEX of the same name fails there with "already exists").
@@ -168,6 +174,7 @@ impl MigrationTrait for Sql {
 
 /// Webhook registrations paygate holds the secret for, shared by every replica.
 const WEBHOOK_SECRETS: Sql = Sql {
+    postgres_only: false,
     name: "m0002_webhook_secrets",
     statements: &["CREATE TABLE webhook_secrets (
         id VARCHAR(64) PRIMARY KEY,
@@ -179,6 +186,7 @@ const WEBHOOK_SECRETS: Sql = Sql {
 
 /// Known customers (the shared phone number) and the profile-sharing status of payments.
 const CUSTOMERS: Sql = Sql {
+    postgres_only: false,
     name: "m0003_customers",
     statements: &[
         "CREATE TABLE customers (
@@ -195,6 +203,7 @@ const CUSTOMERS: Sql = Sql {
 
 /// When the reconciler next looks at a payment that is not final.
 const POLL_SCHEDULE: Sql = Sql {
+    postgres_only: false,
     name: "m0004_poll_schedule",
     statements: &[
         "ALTER TABLE payments ADD COLUMN next_poll_ms BIGINT NOT NULL DEFAULT 0",
@@ -206,6 +215,7 @@ const POLL_SCHEDULE: Sql = Sql {
 /// transaction takes SQLite's write lock at its start and waits (busy_timeout) for another
 /// writer, instead of failing when it would upgrade from reading to writing.
 const WRITE_LOCK: Sql = Sql {
+    postgres_only: false,
     name: "m0005_write_lock",
     statements: &[
         "CREATE TABLE write_lock (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)",
@@ -216,6 +226,7 @@ const WRITE_LOCK: Sql = Sql {
 /// One sender per operation: a send holds a lease (claimed by compare-and-set) that outlasts
 /// the Vipps call's whole budget, and re-sends wait for `next_send_ms` (growing backoff).
 const SEND_LEASES: Sql = Sql {
+    postgres_only: false,
     name: "m0006_send_leases",
     statements: &[
         "ALTER TABLE operations ADD COLUMN lease_until_ms BIGINT NOT NULL DEFAULT 0",
@@ -227,6 +238,7 @@ const SEND_LEASES: Sql = Sql {
 /// Who asked for each journalled operation (the audit trail), and the retention horizon: every
 /// event up to `log_horizon.sequence` may have been deleted, so a cursor below it cannot resume.
 const AUDIT_AND_RETENTION: Sql = Sql {
+    postgres_only: false,
     name: "m0007_audit_and_retention",
     statements: &[
         "ALTER TABLE operations ADD COLUMN caller VARCHAR(128) NOT NULL DEFAULT ''",
@@ -240,6 +252,7 @@ const AUDIT_AND_RETENTION: Sql = Sql {
 /// `payments_poll`), yet every payment insert and update rewrote an entry in it: one more page
 /// in the WAL, and its sync, per create and per webhook for a known payment.
 const UNUSED_INDEX: Sql = Sql {
+    postgres_only: false,
     name: "m0008_drop_payments_pending",
     statements: &["DROP INDEX IF EXISTS payments_pending"],
 };
@@ -252,6 +265,7 @@ const UNUSED_INDEX: Sql = Sql {
 /// its entry instead of moving it, and an event of a known payment writes no retention entry
 /// (retention finds old events by sequence, `retention::old_events`).
 const PARTIAL_INDEXES: Sql = Sql {
+    postgres_only: false,
     name: "m0009_partial_indexes",
     statements: &[
         "DROP INDEX IF EXISTS payments_customer",
@@ -264,3 +278,65 @@ const PARTIAL_INDEXES: Sql = Sql {
         "CREATE INDEX events_unknown ON events (recorded_ms) WHERE payment IS NULL",
     ],
 };
+
+/// PostgreSQL compares the key columns byte by byte (`COLLATE "C"`) instead of by the database's
+/// locale. Keys (references, dedupe keys, idempotency keys, customer keys) are only ever compared
+/// for equality, which is byte equality under any deterministic collation, and no query orders
+/// by them, so nothing reads differently; but every b-tree step on a locale's collation goes
+/// through `strcoll`, and a webhook batch walks those b-trees about seven times per event (the
+/// reads, the dedupe key's uniqueness check, the inserts). Measured in BENCHMARKS.md. SQLite
+/// already compares bytes (`BINARY`). Changing a collation rewrites no table, but rebuilds the
+/// indexes on these columns, holding the table's lock meanwhile.
+const BYTE_ORDER_KEYS: Sql = Sql {
+    postgres_only: true,
+    name: "m0010_byte_order_keys",
+    statements: &[
+        r#"ALTER TABLE events
+            ALTER COLUMN dedupe_key TYPE VARCHAR(255) COLLATE "C",
+            ALTER COLUMN reference TYPE VARCHAR(64) COLLATE "C""#,
+        r#"ALTER TABLE payments
+            ALTER COLUMN reference TYPE VARCHAR(50) COLLATE "C",
+            ALTER COLUMN customer_key TYPE VARCHAR(128) COLLATE "C""#,
+        r#"ALTER TABLE operations
+            ALTER COLUMN kind TYPE VARCHAR(16) COLLATE "C",
+            ALTER COLUMN scope TYPE VARCHAR(50) COLLATE "C",
+            ALTER COLUMN idempotency_key TYPE VARCHAR(50) COLLATE "C""#,
+        r#"ALTER TABLE customers ALTER COLUMN customer_key TYPE VARCHAR(128) COLLATE "C""#,
+    ],
+};
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    /// Every column an index looks keys up by compares bytes on PostgreSQL (m0010).
+    #[tokio::test]
+    async fn postgres_key_columns_compare_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, url) = crate::test_support::fresh_store(&dir).await;
+        if !url.starts_with("postgres") {
+            return; // SQLite's default collation (BINARY) already compares bytes
+        }
+        let pool = store.postgres_pool().unwrap();
+        let columns: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name || '.' || column_name FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND collation_name = 'C' ORDER BY 1",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            columns,
+            [
+                "customers.customer_key",
+                "events.dedupe_key",
+                "events.reference",
+                "operations.idempotency_key",
+                "operations.kind",
+                "operations.scope",
+                "payments.customer_key",
+                "payments.reference",
+            ]
+        );
+    }
+}
