@@ -141,10 +141,8 @@ impl MigrationTrait for Initial {
     }
 }
 
-/// A migration of plain SQL statements, the same on both backends (`postgres_only`: none on
-/// SQLite).
+/// A migration of plain SQL statements, the same on both backends.
 struct Sql {
-    postgres_only: bool,
     name: &'static str,
     statements: &'static [&'static str],
 }
@@ -158,9 +156,6 @@ impl MigrationName for Sql {
 #[async_trait::async_trait]
 impl MigrationTrait for Sql {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if self.postgres_only && manager.get_database_backend() != DbBackend::Postgres {
-            return Ok(());
-        }
         // One transaction, so one connection: on SQLite each statement could otherwise run on
         // another pooled connection whose schema is older than the previous statement's (a
         // CREATE INDEX after a DROP INDEX of the same name fails there with "already exists").
@@ -172,9 +167,27 @@ impl MigrationTrait for Sql {
     }
 }
 
+/// A `Sql` migration that PostgreSQL runs and SQLite records as applied without running.
+struct PostgresOnly(Sql);
+
+impl MigrationName for PostgresOnly {
+    fn name(&self) -> &str {
+        self.0.name
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for PostgresOnly {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        match manager.get_database_backend() {
+            DbBackend::Postgres => self.0.up(manager).await,
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Webhook registrations paygate holds the secret for, shared by every replica.
 const WEBHOOK_SECRETS: Sql = Sql {
-    postgres_only: false,
     name: "m0002_webhook_secrets",
     statements: &["CREATE TABLE webhook_secrets (
         id VARCHAR(64) PRIMARY KEY,
@@ -186,7 +199,6 @@ const WEBHOOK_SECRETS: Sql = Sql {
 
 /// Known customers (the shared phone number) and the profile-sharing status of payments.
 const CUSTOMERS: Sql = Sql {
-    postgres_only: false,
     name: "m0003_customers",
     statements: &[
         "CREATE TABLE customers (
@@ -203,7 +215,6 @@ const CUSTOMERS: Sql = Sql {
 
 /// When the reconciler next looks at a payment that is not final.
 const POLL_SCHEDULE: Sql = Sql {
-    postgres_only: false,
     name: "m0004_poll_schedule",
     statements: &[
         "ALTER TABLE payments ADD COLUMN next_poll_ms BIGINT NOT NULL DEFAULT 0",
@@ -215,7 +226,6 @@ const POLL_SCHEDULE: Sql = Sql {
 /// transaction takes SQLite's write lock at its start and waits (busy_timeout) for another
 /// writer, instead of failing when it would upgrade from reading to writing.
 const WRITE_LOCK: Sql = Sql {
-    postgres_only: false,
     name: "m0005_write_lock",
     statements: &[
         "CREATE TABLE write_lock (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)",
@@ -226,7 +236,6 @@ const WRITE_LOCK: Sql = Sql {
 /// One sender per operation: a send holds a lease (claimed by compare-and-set) that outlasts
 /// the Vipps call's whole budget, and re-sends wait for `next_send_ms` (growing backoff).
 const SEND_LEASES: Sql = Sql {
-    postgres_only: false,
     name: "m0006_send_leases",
     statements: &[
         "ALTER TABLE operations ADD COLUMN lease_until_ms BIGINT NOT NULL DEFAULT 0",
@@ -238,7 +247,6 @@ const SEND_LEASES: Sql = Sql {
 /// Who asked for each journalled operation (the audit trail), and the retention horizon: every
 /// event up to `log_horizon.sequence` may have been deleted, so a cursor below it cannot resume.
 const AUDIT_AND_RETENTION: Sql = Sql {
-    postgres_only: false,
     name: "m0007_audit_and_retention",
     statements: &[
         "ALTER TABLE operations ADD COLUMN caller VARCHAR(128) NOT NULL DEFAULT ''",
@@ -252,7 +260,6 @@ const AUDIT_AND_RETENTION: Sql = Sql {
 /// `payments_poll`), yet every payment insert and update rewrote an entry in it: one more page
 /// in the WAL, and its sync, per create and per webhook for a known payment.
 const UNUSED_INDEX: Sql = Sql {
-    postgres_only: false,
     name: "m0008_drop_payments_pending",
     statements: &["DROP INDEX IF EXISTS payments_pending"],
 };
@@ -265,7 +272,6 @@ const UNUSED_INDEX: Sql = Sql {
 /// its entry instead of moving it, and an event of a known payment writes no retention entry
 /// (retention finds old events by sequence, `retention::old_events`).
 const PARTIAL_INDEXES: Sql = Sql {
-    postgres_only: false,
     name: "m0009_partial_indexes",
     statements: &[
         "DROP INDEX IF EXISTS payments_customer",
@@ -287,8 +293,7 @@ const PARTIAL_INDEXES: Sql = Sql {
 /// reads, the dedupe key's uniqueness check, the inserts). Measured in BENCHMARKS.md. SQLite
 /// already compares bytes (`BINARY`). Changing a collation rewrites no table, but rebuilds the
 /// indexes on these columns, holding the table's lock meanwhile.
-const BYTE_ORDER_KEYS: Sql = Sql {
-    postgres_only: true,
+const BYTE_ORDER_KEYS: PostgresOnly = PostgresOnly(Sql {
     name: "m0010_byte_order_keys",
     statements: &[
         r#"ALTER TABLE events
@@ -303,7 +308,7 @@ const BYTE_ORDER_KEYS: Sql = Sql {
             ALTER COLUMN idempotency_key TYPE VARCHAR(50) COLLATE "C""#,
         r#"ALTER TABLE customers ALTER COLUMN customer_key TYPE VARCHAR(128) COLLATE "C""#,
     ],
-};
+});
 
 #[cfg(test)]
 mod tests {
