@@ -289,8 +289,9 @@ const PARTIAL_INDEXES: Sql = Sql {
 /// locale. Keys (references, dedupe keys, idempotency keys, customer keys) are only ever compared
 /// for equality, which is byte equality under any deterministic collation, and no query orders
 /// by them, so nothing reads differently; but every b-tree step on a locale's collation goes
-/// through `strcoll`, and a webhook batch walks those b-trees about seven times per event (the
-/// reads, the dedupe key's uniqueness check, the inserts). Measured in BENCHMARKS.md. SQLite
+/// through `strcoll`, and a webhook batch walks text-keyed b-trees five times per event (three
+/// probes in the reads; the dedupe key and `(reference, sequence)` in the insert). Measured in
+/// BENCHMARKS.md. SQLite
 /// already compares bytes (`BINARY`). Changing a collation rewrites no table, but rebuilds the
 /// indexes on these columns, holding the table's lock meanwhile.
 const BYTE_ORDER_KEYS: PostgresOnly = PostgresOnly(Sql {
